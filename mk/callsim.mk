@@ -1,0 +1,1 @@
+# mk/callsim.mk: filled in by its area

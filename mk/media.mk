@@ -1,0 +1,1 @@
+# mk/media.mk: filled in by its area

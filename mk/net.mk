@@ -1,0 +1,1 @@
+# mk/net.mk: filled in by its area

@@ -1,0 +1,1 @@
+# mk/shm.mk: filled in by its area
