@@ -3,6 +3,7 @@
  * are checked against this table by tests/unit/test_conf.c. */
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/role.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -477,4 +478,24 @@ const vb_assistant_t *vb_conf_number_assistant(const vb_conf_t *conf, const char
         }
     }
     return NULL;
+}
+
+void vb_conf_keep_restart_keys(vb_conf_t *next, const vb_conf_t *running)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const conf_key_t *k = &conf_keys[i];
+        if (k->reloadable) {
+            continue;
+        }
+        size_t size = (k->type == T_STR || k->type == T_SECRET) ? VB_CONF_STR : sizeof(int);
+        memcpy((char *)next + k->offset, (const char *)running + k->offset, size);
+    }
+}
+
+const char *vb_role_name(vb_role_t role)
+{
+    static const char *const names[VB_ROLE__COUNT] = {
+        [VB_ROLE_WORKER] = "worker", [VB_ROLE_BROKER] = "broker",
+        [VB_ROLE_STORE] = "store",   [VB_ROLE_API] = "api"};
+    return (unsigned)role < VB_ROLE__COUNT ? names[role] : "?";
 }

@@ -73,6 +73,8 @@ void vb_conf_finalize(vb_conf_t *conf);
 /* Keys whose change needs a restart and differ between a and b, comma separated
  * into out (empty when none). */
 void vb_conf_restart_keys_changed(const vb_conf_t *a, const vb_conf_t *b, char *out, size_t outlen);
+/* Carry the restart-only keys of the running config into NEXT (SIGHUP). */
+void vb_conf_keep_restart_keys(vb_conf_t *next, const vb_conf_t *running);
 /* Print the key table (name, type, default, reload, description) for docs. */
 void vb_conf_print_table(FILE *out);
 

@@ -1,0 +1,159 @@
+/* The api worker process: carrier webhooks (/twilio/voice, /twilio/status),
+ * health and metrics. Receives connections from the master over its channel;
+ * each is an HTTP/1.1 keep-alive connection handled by common/httpd. */
+#include "api/api.h"
+#include "common/chan.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/role.h"
+#include "common/tls.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    vb_child_ctx_t *ctx;
+    struct event_base *base;
+    SSL_CTX *tls;
+    int conns;
+    int quitting;
+} api_t;
+
+static api_t api;
+
+typedef struct {
+    const char *method;
+    const char *path;
+    void (*fn)(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_ctx_t *ctx);
+} route_t;
+
+static const route_t routes[] = {
+    {"POST", "/twilio/voice", vb_api_twilio_voice},
+    {"POST", "/twilio/status", vb_api_twilio_status},
+    {"GET", "/health", vb_api_health},
+    {"GET", "/health/live", vb_api_health_live},
+    {"GET", "/health/ready", vb_api_health_ready},
+    {"GET", "/metrics", vb_api_metrics},
+};
+
+void vb_api_error(vb_http_conn_t *c, int status, const char *code, const char *message)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+                     code, message);
+    vb_http_reply(c, status, "application/json", body, (size_t)n, NULL);
+}
+
+static void on_request(vb_http_conn_t *c, vb_http_req_t *req, void *arg)
+{
+    int path_known = 0;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(req->path, routes[i].path) != 0) {
+            continue;
+        }
+        path_known = 1;
+        if (strcmp(req->method, routes[i].method) == 0 ||
+            (strcmp(req->method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            routes[i].fn(c, req, api.ctx);
+            return;
+        }
+    }
+    if (path_known) {
+        vb_api_error(c, 405, "method_not_allowed", "method not allowed on this path");
+    } else {
+        vb_api_error(c, 404, "not_found", "no such path");
+    }
+}
+
+static void maybe_exit(api_t *a)
+{
+    if (a->quitting && a->conns == 0) {
+        event_base_loopexit(a->base, NULL);
+    }
+}
+
+static void on_conn_close(void *arg)
+{
+    vb_chan_msg_t msg = {.type = VB_CHAN_CLOSED};
+    vb_chan_send(api.ctx->chan, &msg, -1);
+    api.conns--;
+    maybe_exit(&api);
+}
+
+static void on_conn(api_t *a, int fd)
+{
+    const vb_conf_t *conf = a->ctx->conf;
+    vb_http_limits_t lim = {.max_header_bytes = (size_t)conf->http_max_header_bytes,
+                            .max_body_bytes = (size_t)conf->http_max_body_bytes,
+                            .request_timeout_s = conf->http_request_timeout,
+                            .idle_timeout_s = conf->http_idle_timeout};
+    if (vb_http_conn_new(a->base, fd, a->tls, &lim, on_request, on_conn_close, a) == NULL) {
+        vb_chan_msg_t msg = {.type = VB_CHAN_CLOSED};
+        vb_chan_send(a->ctx->chan, &msg, -1);
+        return;
+    }
+    a->conns++;
+}
+
+static void on_chan(evutil_socket_t fd, short what, void *arg)
+{
+    api_t *a = arg;
+    vb_chan_msg_t msg;
+    int passed, rc;
+    while ((rc = vb_chan_recv(fd, &msg, &passed)) == 0) {
+        if (msg.type == VB_CHAN_CONN && passed >= 0) {
+            on_conn(a, passed);
+            continue;
+        }
+        if (passed >= 0) {
+            close(passed);
+        }
+        if (msg.type == VB_CHAN_QUIT) {
+            a->quitting = 1;
+        } else if (msg.type == VB_CHAN_REOPEN_LOGS) {
+            vb_log_reopen();
+        }
+    }
+    if (rc == -EPIPE) {
+        a->quitting = 1;
+        event_del(event_base_get_running_event(a->base));
+    }
+    maybe_exit(a);
+}
+
+static int setup_tls(api_t *a)
+{
+    const vb_conf_t *conf = a->ctx->conf;
+    if (conf->listen_api_tls_cert[0] == '\0') {
+        return 0;
+    }
+    char err[256];
+    a->tls = vb_tls_server_ctx(conf->listen_api_tls_cert, conf->listen_api_tls_key, err,
+                               sizeof(err));
+    if (a->tls == NULL) {
+        vb_log(VB_LOG_ERR, "api TLS: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int vb_api_main(vb_child_ctx_t *ctx)
+{
+    api_t *a = &api;
+    a->ctx = ctx;
+    signal(SIGPIPE, SIG_IGN);
+    a->base = event_base_new();
+    if (a->base == NULL) {
+        return VB_EXIT_CLEAN;
+    }
+    if (setup_tls(a) < 0) {
+        return VB_EXIT_CONFIG;
+    }
+    event_add(event_new(a->base, ctx->chan, EV_READ | EV_PERSIST, on_chan, a), NULL);
+    event_base_dispatch(a->base);
+    return VB_EXIT_OK;
+}

@@ -1,0 +1,159 @@
+/* Twilio webhooks in the api worker. /twilio/voice answers an incoming call
+ * with TwiML that connects its audio to our media listener; /twilio/status
+ * moves a call through its states. Both check X-Twilio-Signature against the
+ * public URL first: a mismatch is 403 and a counter. */
+#include "api/api.h"
+#include "api/form.h"
+#include "api/twilio.h"
+#include "common/calltoken.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/stats.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SEEN_CALLBACKS 4096 /* remembered (CallSid, SequenceNumber) pairs */
+
+/* The full URL Twilio requested: the configured public base plus the target. */
+static void public_url_of(const vb_conf_t *conf, const vb_http_req_t *req, char *out, size_t cap)
+{
+    size_t n = strlen(conf->public_url);
+    while (n > 0 && conf->public_url[n - 1] == '/') {
+        n--;
+    }
+    snprintf(out, cap, "%.*s%s", (int)n, conf->public_url, req->target);
+}
+
+/* The parsed form of a request whose signature is good, or NULL after a reply. */
+static vb_form_t *signed_form(vb_http_conn_t *c, vb_http_req_t *req, const vb_conf_t *conf)
+{
+    if (conf->twilio_auth_token[0] == '\0') {
+        vb_log(VB_LOG_ERR, "twilio_auth_token is not set: refusing Twilio webhooks");
+        VB_STAT_INC(twilio_bad_signatures);
+        vb_api_error(c, 403, "forbidden", "webhook signatures cannot be checked");
+        return NULL;
+    }
+    vb_form_t *form = vb_form_parse(req->body, req->body_len);
+    if (form == NULL) {
+        VB_STAT_INC(http_bad_requests);
+        vb_api_error(c, 400, "bad_request", "the body is not a valid form");
+        return NULL;
+    }
+    char url[2048];
+    public_url_of(conf, req, url, sizeof(url));
+    const char *sig = vb_http_header(req, "X-Twilio-Signature");
+    if (!vb_twilio_validate(conf->twilio_auth_token, url, form, req->body, req->body_len, sig)) {
+        VB_STAT_INC(twilio_bad_signatures);
+        vb_log(VB_LOG_WARN, "bad X-Twilio-Signature on %s", req->path);
+        vb_form_free(form);
+        vb_api_error(c, 403, "forbidden", "invalid X-Twilio-Signature");
+        return NULL;
+    }
+    return form;
+}
+
+static void reply_twiml(vb_http_conn_t *c, const char *twiml, size_t len)
+{
+    vb_http_reply(c, 200, "text/xml", twiml, len, NULL);
+}
+
+static void answer_unknown(vb_http_conn_t *c, const char *to)
+{
+    char twiml[512];
+    VB_STAT_INC(twilio_unknown_numbers);
+    vb_log(VB_LOG_WARN, "call to %s: no assistant answers this number", to);
+    size_t n = vb_twiml_say_hangup(twiml, sizeof(twiml),
+                                   "Sorry, this number is not in service. Goodbye.");
+    reply_twiml(c, twiml, n);
+}
+
+static void answer_stream(vb_http_conn_t *c, const vb_conf_t *conf, const vb_assistant_t *a,
+                          const char *from, const char *to, const char *call_sid)
+{
+    char call_id[37], token[VB_CALL_TOKEN_LEN + 1], url[VB_CONF_STR + 32], twiml[2048];
+    vb_call_id_new(call_id);
+    vb_call_token(conf->twilio_auth_token, call_id, a->name, from, to, token);
+    size_t n = strlen(conf->public_media_url);
+    while (n > 0 && conf->public_media_url[n - 1] == '/') {
+        n--;
+    }
+    snprintf(url, sizeof(url), "%.*s/twilio/media", (int)n, conf->public_media_url);
+    const char *names[] = {"call_id", "assistant", "from", "to", "token"};
+    const char *values[] = {call_id, a->name, from, to, token};
+    size_t len = vb_twiml_connect_stream_params(twiml, sizeof(twiml), url, names, values, 5);
+    if (len == 0) {
+        vb_api_error(c, 500, "internal", "TwiML did not fit");
+        return;
+    }
+    vb_log(VB_LOG_INFO, "call %s (%s) from %s to %s: assistant %s", call_id, call_sid, from, to,
+           a->name);
+    reply_twiml(c, twiml, len);
+}
+
+void vb_api_twilio_voice(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_ctx_t *ctx)
+{
+    vb_form_t *form = signed_form(c, req, ctx->conf);
+    if (form == NULL) {
+        return;
+    }
+    const char *to = vb_form_get(form, "To"), *from = vb_form_get(form, "From");
+    const char *sid = vb_form_get(form, "CallSid");
+    if (to == NULL || from == NULL || sid == NULL) {
+        vb_api_error(c, 400, "bad_request", "To, From and CallSid are required");
+    } else {
+        const vb_assistant_t *a = vb_conf_number_assistant(ctx->conf, to);
+        if (a == NULL) {
+            answer_unknown(c, to);
+        } else {
+            answer_stream(c, ctx->conf, a, from, to, sid);
+        }
+    }
+    vb_form_free(form);
+}
+
+/* Twilio retries and reorders callbacks: each (CallSid, SequenceNumber) is
+ * acted on once. This worker remembers the last SEEN_CALLBACKS it handled. */
+static int seen_before(const char *call_sid, const char *seq)
+{
+    static uint64_t seen[SEEN_CALLBACKS];
+    static unsigned next;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = call_sid; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    }
+    h = (h ^ '#') * 1099511628211ull;
+    for (const char *p = seq; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    }
+    h |= 1; /* 0 marks an empty entry */
+    for (unsigned i = 0; i < SEEN_CALLBACKS; i++) {
+        if (seen[i] == h) {
+            return 1;
+        }
+    }
+    seen[next++ % SEEN_CALLBACKS] = h;
+    return 0;
+}
+
+void vb_api_twilio_status(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_ctx_t *ctx)
+{
+    vb_form_t *form = signed_form(c, req, ctx->conf);
+    if (form == NULL) {
+        return;
+    }
+    const char *sid = vb_form_get(form, "CallSid"), *status = vb_form_get(form, "CallStatus");
+    const char *seq = vb_form_get(form, "SequenceNumber");
+    if (sid == NULL || status == NULL) {
+        vb_api_error(c, 400, "bad_request", "CallSid and CallStatus are required");
+    } else if (seen_before(sid, seq ? seq : "")) {
+        VB_STAT_INC(twilio_status_duplicates);
+        vb_http_reply(c, 204, NULL, "", 0, NULL);
+    } else {
+        VB_STAT_INC(twilio_status_callbacks);
+        vb_log(VB_LOG_INFO, "call %s is %s (sequence %s)", sid, status, seq ? seq : "-");
+        vb_http_reply(c, 204, NULL, "", 0, NULL);
+    }
+    vb_form_free(form);
+}

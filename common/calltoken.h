@@ -1,0 +1,23 @@
+/* The token that ties a Media Streams connection to the webhook that created
+ * the call: the api worker puts it in the TwiML <Parameter>s, Twilio hands it
+ * back in the stream's `start`, the media worker checks it. Used by api and
+ * worker. */
+#ifndef VB_COMMON_CALLTOKEN_H
+#define VB_COMMON_CALLTOKEN_H
+
+#include <stddef.h>
+
+#define VB_CALL_TOKEN_LEN 32
+
+/* HMAC-SHA256(key, call_id "\n" assistant "\n" from "\n" to), first 16 bytes in hex. */
+void vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
+                   const char *to, char out[VB_CALL_TOKEN_LEN + 1]);
+/* 1 when TOKEN matches (constant time), else 0. */
+int vb_call_token_ok(const char *key, const char *call_id, const char *assistant,
+                     const char *from, const char *to, const char *token);
+/* A random UUIDv4 string for a new call. */
+void vb_call_id_new(char out[37]);
+/* 1 when S is non-empty and only letters, digits, '-', '_', '+', '.' and at most MAX bytes. */
+int vb_id_is_safe(const char *s, size_t max);
+
+#endif

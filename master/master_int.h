@@ -1,0 +1,40 @@
+/* The master's own state, shared by master.c, children.c and dispatch.c. */
+#ifndef VB_MASTER_MASTER_INT_H
+#define VB_MASTER_MASTER_INT_H
+
+#include "master/master.h"
+#include "shm/shm.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+typedef struct {
+    double next_at;  /* monotonic seconds before which it is not restarted */
+    int crashes;     /* consecutive quick crashes, for the backoff */
+    int pending;     /* waiting for its backoff to pass */
+} vb_respawn_t;
+
+struct vb_master {
+    vb_conf_t *conf;
+    unsigned conf_gen;
+    struct event_base *base;
+    int listen_fd[2];
+    struct evconnlistener *listener[2];
+    vb_shm_t *shm;
+    int death_pipe[2];   /* children watch [0]; only the master holds [1] */
+    vb_child_t *children[VB_MAX_CHILDREN];
+    int nchildren;
+    vb_respawn_t respawn[VB_ROLE__COUNT][256];
+    uint32_t *slot_owner_pid; /* slot -> worker pid (0 = free), master-local */
+    double *slot_ended_at;    /* when the worker said DONE, for the ack timeout */
+    int api_rr;
+    int stopping;        /* 1 graceful (SIGTERM), 2 fast (SIGQUIT) */
+    double stop_deadline;
+    struct event *tick_ev;
+    struct event *sig_ev[6];
+};
+
+double vb_now(void);
+vb_child_t *vb_master_find_pid(vb_master_t *m, pid_t pid);
+
+#endif

@@ -1,0 +1,229 @@
+/* Per-call DSP: see dsp.h. Runs in the media worker on every 20 ms frame.
+ *
+ * Inbound:  mu-law 160 -> PCM 8 kHz -> resample x2 -> [echo cancel] -> [preprocess] -> 320.
+ * Outbound: 320 -> resample /2 -> mu-law 160, keeping the 16 kHz frame as echo reference.
+ * With speexdsp's integer-ratio resampler every call already yields exactly 320 or 160
+ * samples (its latency shows as delay, not as missing samples); the small FIFO after each
+ * resampler is there so that the frame sizes stay exact whatever it returns. */
+#include "worker/dsp.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <speex/speex_echo.h>
+#include <speex/speex_preprocess.h>
+#include <speex/speex_resampler.h>
+
+#include "common/g711.h"
+
+#define REF_FRAMES 16 /* echo reference frames kept: 320 ms of agent audio */
+/* The level gate on voice: -50 dBFS RMS over a frame, as a sum of squares. */
+#define GATE_RMS 104
+#define GATE_ENERGY ((int64_t)GATE_RMS * GATE_RMS * VB_DSP_FRAME)
+
+/* A resampler and what it produced beyond the last frame taken. */
+typedef struct {
+    SpeexResamplerState *st;
+    int16_t fifo[2 * VB_DSP_FRAME];
+    uint32_t n;
+} rs_t;
+
+struct vb_dsp {
+    vb_dsp_opts_t opts;
+    rs_t up, down;
+    SpeexPreprocessState *pp;
+    SpeexEchoState *echo;
+    int16_t ref[REF_FRAMES][VB_DSP_FRAME];
+    unsigned ref_head, ref_count;
+};
+
+static int rs_init(rs_t *r, uint32_t in_rate, uint32_t out_rate)
+{
+    int err = 0;
+    r->st = speex_resampler_init(1, in_rate, out_rate, VB_DSP_RESAMPLE_QUALITY, &err);
+    r->n = 0;
+    return r->st != NULL && err == RESAMPLER_ERR_SUCCESS ? 0 : -ENOMEM;
+}
+
+/* Resamples IN_N samples and takes exactly OUT_N into OUT. Short output (never seen with
+ * speexdsp at 2:1) is padded with leading silence; extra output waits for the next call. */
+static void rs_run(rs_t *r, const int16_t *in, uint32_t in_n, int16_t *out, uint32_t out_n)
+{
+    const uint32_t cap = sizeof(r->fifo) / sizeof(r->fifo[0]);
+    while (in_n > 0 && r->n < cap) {
+        spx_uint32_t il = in_n, ol = cap - r->n;
+        speex_resampler_process_int(r->st, 0, in, &il, r->fifo + r->n, &ol);
+        r->n += ol;
+        in += il;
+        in_n -= il;
+        if (il == 0 && ol == 0) {
+            break;
+        }
+    }
+    if (r->n >= out_n) {
+        memcpy(out, r->fifo, out_n * sizeof(*out));
+        r->n -= out_n;
+        memmove(r->fifo, r->fifo + out_n, r->n * sizeof(*out));
+        return;
+    }
+    uint32_t pad = out_n - r->n;
+    memset(out, 0, pad * sizeof(*out));
+    memcpy(out + pad, r->fifo, r->n * sizeof(*out));
+    r->n = 0;
+}
+
+static int pp_init(vb_dsp_t *d)
+{
+    const vb_dsp_opts_t *o = &d->opts;
+    if (!o->denoise && !o->agc && !o->vad && !o->echo_cancel) {
+        d->pp = NULL;
+        return 0;
+    }
+    d->pp = speex_preprocess_state_init(VB_DSP_FRAME, VB_DSP_RATE);
+    if (d->pp == NULL) {
+        return -ENOMEM;
+    }
+    int denoise = o->denoise != 0, agc = o->agc != 0, vad = o->vad != 0;
+    speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_DENOISE, &denoise);
+    speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_AGC, &agc);
+    speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_VAD, &vad);
+    if (d->echo != NULL) {
+        speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_ECHO_STATE, d->echo);
+    }
+    return 0;
+}
+
+static int echo_init(vb_dsp_t *d)
+{
+    if (!d->opts.echo_cancel) {
+        return 0;
+    }
+    d->echo = speex_echo_state_init(VB_DSP_FRAME, VB_DSP_RATE / 1000 * VB_DSP_ECHO_TAIL_MS);
+    if (d->echo == NULL) {
+        return -ENOMEM;
+    }
+    int rate = VB_DSP_RATE;
+    speex_echo_ctl(d->echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
+    return 0;
+}
+
+vb_dsp_t *vb_dsp_new(const vb_dsp_opts_t *opts)
+{
+    static const vb_dsp_opts_t defaults = {.denoise = 1, .agc = 0, .vad = 1, .echo_cancel = 0};
+    vb_dsp_t *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    d->opts = opts ? *opts : defaults;
+    if (rs_init(&d->up, 8000, VB_DSP_RATE) < 0 || rs_init(&d->down, VB_DSP_RATE, 8000) < 0 ||
+        echo_init(d) < 0 || pp_init(d) < 0) {
+        vb_dsp_free(d);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return d;
+}
+
+void vb_dsp_free(vb_dsp_t *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    if (d->up.st != NULL) {
+        speex_resampler_destroy(d->up.st);
+    }
+    if (d->down.st != NULL) {
+        speex_resampler_destroy(d->down.st);
+    }
+    if (d->pp != NULL) {
+        speex_preprocess_state_destroy(d->pp);
+    }
+    if (d->echo != NULL) {
+        speex_echo_state_destroy(d->echo);
+    }
+    free(d);
+}
+
+void vb_dsp_reset(vb_dsp_t *d)
+{
+    speex_resampler_reset_mem(d->up.st);
+    speex_resampler_reset_mem(d->down.st);
+    d->up.n = d->down.n = 0;
+    d->ref_head = d->ref_count = 0;
+    if (d->echo != NULL) {
+        speex_echo_state_reset(d->echo);
+    }
+    if (d->pp != NULL) {
+        speex_preprocess_state_destroy(d->pp);
+        d->pp = NULL;
+        if (pp_init(d) < 0) {
+            abort(); /* allocation failure off the audio path */
+        }
+    }
+}
+
+static int64_t frame_energy(const int16_t *x, size_t n)
+{
+    int64_t e = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += (int32_t)x[i] * x[i];
+    }
+    return e;
+}
+
+/* The oldest agent frame not yet used as echo reference, or silence. */
+static const int16_t *ref_pop(vb_dsp_t *d)
+{
+    static const int16_t silence[VB_DSP_FRAME];
+    if (d->ref_count == 0) {
+        return silence;
+    }
+    const int16_t *f = d->ref[d->ref_head];
+    d->ref_head = (d->ref_head + 1) % REF_FRAMES;
+    d->ref_count--;
+    return f;
+}
+
+static void ref_push(vb_dsp_t *d, const int16_t *frame)
+{
+    if (d->ref_count == REF_FRAMES) { /* the caller side stalled: drop the oldest */
+        d->ref_head = (d->ref_head + 1) % REF_FRAMES;
+        d->ref_count--;
+    }
+    memcpy(d->ref[(d->ref_head + d->ref_count) % REF_FRAMES], frame,
+           sizeof(d->ref[0]));
+    d->ref_count++;
+}
+
+int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], int *voice)
+{
+    int16_t pcm8k[VB_DSP_FRAME_8K];
+    vb_ulaw_decode(ulaw, VB_DSP_FRAME_8K, pcm8k);
+    rs_run(&d->up, pcm8k, VB_DSP_FRAME_8K, pcm16k, VB_DSP_FRAME);
+    if (d->echo != NULL) {
+        int16_t clean[VB_DSP_FRAME];
+        speex_echo_cancellation(d->echo, pcm16k, ref_pop(d), clean);
+        memcpy(pcm16k, clean, sizeof(clean));
+    }
+    /* The gate looks at the signal before denoise and AGC, which would move it. */
+    int loud = frame_energy(pcm16k, VB_DSP_FRAME) >= GATE_ENERGY;
+    int speech = 1;
+    if (d->pp != NULL) {
+        speech = speex_preprocess_run(d->pp, pcm16k);
+    }
+    *voice = loud && (!d->opts.vad || speech);
+    return 0;
+}
+
+int vb_dsp_outbound(vb_dsp_t *d, const int16_t pcm16k[320], uint8_t ulaw[160])
+{
+    int16_t pcm8k[VB_DSP_FRAME_8K];
+    if (d->echo != NULL) {
+        ref_push(d, pcm16k);
+    }
+    rs_run(&d->down, pcm16k, VB_DSP_FRAME, pcm8k, VB_DSP_FRAME_8K);
+    vb_ulaw_encode(pcm8k, VB_DSP_FRAME_8K, ulaw);
+    return 0;
+}
