@@ -274,18 +274,34 @@ static int append(const char *s, char *out, size_t cap, size_t *o)
 
 #define TWIML_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>"
 
-size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url, const char *call_id)
+size_t vb_twiml_connect_stream_params(char *out, size_t cap, const char *stream_url,
+                                      const char *const *names, const char *const *values,
+                                      size_t n)
 {
     size_t o = 0;
     if (cap == 0 || append(TWIML_HEAD "<Connect><Stream url=\"", out, cap, &o) < 0 ||
-        xml_escape(stream_url, out, cap, &o) < 0 ||
-        append("\"><Parameter name=\"call_id\" value=\"", out, cap, &o) < 0 ||
-        xml_escape(call_id, out, cap, &o) < 0 ||
-        append("\"/></Stream></Connect></Response>", out, cap, &o) < 0) {
+        xml_escape(stream_url, out, cap, &o) < 0 || append("\">", out, cap, &o) < 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (append("<Parameter name=\"", out, cap, &o) < 0 ||
+            xml_escape(names[i], out, cap, &o) < 0 || append("\" value=\"", out, cap, &o) < 0 ||
+            xml_escape(values[i] ? values[i] : "", out, cap, &o) < 0 ||
+            append("\"/>", out, cap, &o) < 0) {
+            return 0;
+        }
+    }
+    if (append("</Stream></Connect></Response>", out, cap, &o) < 0) {
         return 0;
     }
     out[o] = '\0';
     return o;
+}
+
+size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url, const char *call_id)
+{
+    const char *name = "call_id";
+    return vb_twiml_connect_stream_params(out, cap, stream_url, &name, &call_id, 1);
 }
 
 size_t vb_twiml_say_hangup(char *out, size_t cap, const char *text)

@@ -36,6 +36,11 @@ void vb_twilio_body_sha256(const char *body, size_t len, char out[65]);
  * <Parameter name="call_id" value="CALL_ID"/></Stream></Connect></Response> (one line) */
 size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url,
                                const char *call_id);
+/* The same with N parameters <Parameter name="NAMES[i]" value="VALUES[i]"/> in order
+ * (a NULL value is written as ""). vb_twiml_connect_stream is this with call_id alone. */
+size_t vb_twiml_connect_stream_params(char *out, size_t cap, const char *stream_url,
+                                      const char *const *names, const char *const *values,
+                                      size_t n);
 /* <?xml ...?><Response><Say>TEXT</Say><Hangup/></Response> */
 size_t vb_twiml_say_hangup(char *out, size_t cap, const char *text);
 

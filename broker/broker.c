@@ -74,7 +74,7 @@ static void conv_attach(broker_t *b, vb_conv_t *c, uint32_t gen)
     if (c->engine->attach(c) < 0) {
         vb_log(VB_LOG_ERR, "slot %u: cannot start the %s engine", c->slot_idx, c->engine->name);
     }
-    atomic_store_explicit(&c->slot->broker_pid, (int32_t)getpid(), memory_order_release);
+    vb_slot_broker_attach(c->slot, (int32_t)getpid());
     vb_log(VB_LOG_INFO, "slot %u: serving call %s (%s)", c->slot_idx, c->slot->call_id,
            c->engine->name);
 }
@@ -120,7 +120,7 @@ static void scan_slot(broker_t *b, uint32_t i)
         }
     } else if ((state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) &&
                atomic_load_explicit(&s->broker_ack_gen, memory_order_relaxed) != gen) {
-        atomic_store_explicit(&s->broker_ack_gen, gen, memory_order_release);
+        vb_slot_broker_ack(s, gen);
     }
 }
 

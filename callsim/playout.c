@@ -35,8 +35,10 @@ static void answer_marks(vb_cs_playout_t *p, uint64_t upto)
         free(p->marks[i].name);
         i++;
     }
-    memmove(p->marks, p->marks + i, (p->nmarks - i) * sizeof(*p->marks));
-    p->nmarks -= i;
+    if (i > 0) {
+        memmove(p->marks, p->marks + i, (p->nmarks - i) * sizeof(*p->marks));
+        p->nmarks -= i;
+    }
 }
 
 void vb_cs_playout_free(vb_cs_playout_t *p)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,6 +192,25 @@ static int status_has_body(int status)
     return !(status < 200 || status == 204 || status == 304);
 }
 
+/* Do EXTRA_HEADERS carry "Connection: close"? */
+static int extra_says_close(const char *extra)
+{
+    const char *l = extra;
+    while (l != NULL && *l) {
+        const char *end = strchr(l, '\n');
+        size_t n = end ? (size_t)(end - l) : strlen(l);
+        if (n > 11 && strncasecmp(l, "Connection:", 11) == 0) {
+            for (const char *p = l + 11; p + 5 <= l + n; p++) {
+                if (strncasecmp(p, "close", 5) == 0) {
+                    return 1;
+                }
+            }
+        }
+        l = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 static void write_response(struct evbuffer *out, int status, const char *ctype, const void *body,
                            size_t len, const char *extra, int close, int head_only)
 {
@@ -202,7 +222,7 @@ static void write_response(struct evbuffer *out, int status, const char *ctype, 
     if (status_has_body(status)) {
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
     }
-    if (close) {
+    if (close && !extra_says_close(extra)) {
         evbuffer_add(out, "Connection: close\r\n", 19);
     }
     if (extra != NULL) {
@@ -465,7 +485,7 @@ void vb_http_reply(vb_http_conn_t *c, int status, const char *content_type, cons
     vb_http_req_t *req = &c->parser.req;
     int keep = req->keep_alive && status >= 200;
     /* A body we did not read would be taken for the next request. */
-    keep = keep && c->parser.state == VB_HTTP_PARSE_DONE;
+    keep = keep && c->parser.state == VB_HTTP_PARSE_DONE && !extra_says_close(extra_headers);
     int head_only = strcmp(req->method, "HEAD") == 0;
     write_response(bufferevent_get_output(c->bev), status, content_type, body, len,
                    extra_headers, !keep, head_only);

@@ -2,6 +2,7 @@
  * by the broker and callsim (client). */
 #include "common/tls.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,7 +18,10 @@ static void ssl_error(char *err, size_t errlen, const char *what, const char *fi
     ERR_error_string_n(e, buf, sizeof(buf));
     ERR_clear_error();
     if (err != NULL && errlen > 0) {
-        snprintf(err, errlen, "%s %s: %s", what, file ? file : "", e ? buf : "unknown error");
+        size_t l;
+        snprintf(err, errlen, "%s %s", what, file ? file : "");
+        l = strlen(err);
+        snprintf(err + l, errlen - l, ": %s", e ? buf : "unknown error");
     }
 }
 
@@ -82,14 +86,14 @@ int vb_tls_client_prepare(SSL *ssl, const char *host)
     /* SNI is for names, not literal addresses (RFC 6066 3). */
     int is_ip = strspn(host, "0123456789.") == strlen(host) || strchr(host, ':') != NULL;
     if (!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1) {
-        return -1;
+        return -EINVAL;
     }
     if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) : SSL_set1_host(ssl, host);
         if (ok != 1) {
-            return -1;
+            return -EINVAL;
         }
     }
     return 0;

@@ -53,6 +53,7 @@ struct vb_ws {
     struct bufferevent *bev; /* NULL in memory mode and once released */
     struct evbuffer *in, *out;
     int mem; /* memory mode: in/out are ours */
+    struct evbuffer *mem_in, *mem_out;
     wslay_event_context_ptr ctx;
     vb_ws_callbacks_t cb;
     void *arg;
@@ -66,6 +67,12 @@ struct vb_ws {
     char close_reason[124];
     int final_code;
     char final_reason[124];
+    /* the message being received (wslay runs without buffering, so that a
+     * message costs no allocation once the buffer has grown) */
+    uint8_t *msg;
+    size_t msg_len, msg_cap;
+    int frame_ctrl; /* the frame being received is a control frame */
+    int msg_fail;   /* the message went over the cap: drop the rest */
     struct event *kick;
     struct event *timer;
     /* client */
@@ -121,11 +128,9 @@ int vb_utf8_valid(const uint8_t *s, size_t len)
 void vb_ws_accept_key(const char *key, char out[29])
 {
     unsigned char md[SHA_DIGEST_LENGTH];
-    SHA_CTX sha;
-    SHA1_Init(&sha);
-    SHA1_Update(&sha, key, strlen(key));
-    SHA1_Update(&sha, ws_guid, sizeof(ws_guid) - 1);
-    SHA1_Final(md, &sha);
+    char buf[128];
+    int n = snprintf(buf, sizeof(buf), "%.64s%s", key, ws_guid);
+    SHA1((const unsigned char *)buf, (size_t)n, md);
     EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
 }
 
@@ -146,8 +151,8 @@ static void ws_free(vb_ws_t *ws)
         bufferevent_free(ws->bev);
     }
     if (ws->mem) {
-        evbuffer_free(ws->in);
-        evbuffer_free(ws->out);
+        evbuffer_free(ws->mem_in);
+        evbuffer_free(ws->mem_out);
     }
     wslay_event_context_free(ws->ctx);
     event_free(ws->kick);
@@ -156,6 +161,7 @@ static void ws_free(vb_ws_t *ws)
     free(ws->request_target);
     free(ws->extra_headers);
     free(ws->resp_head);
+    free(ws->msg);
     free(ws);
 }
 
@@ -170,6 +176,21 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     } else if (ws->state == WS_OPEN) {
         pump(ws);
     }
+}
+
+/* Let go of the socket: flushed first when FLUSH, else closed at once. */
+static void drop_bev(vb_ws_t *ws, int flush)
+{
+    if (ws->bev == NULL) {
+        return;
+    }
+    if (flush) {
+        vb_bev_close_after_flush(ws->bev, CLOSE_TIMEOUT_S);
+    } else {
+        bufferevent_free(ws->bev);
+    }
+    ws->bev = NULL;
+    ws->in = ws->out = NULL;
 }
 
 /* The connection is over: release the socket (after flushing what is queued)
@@ -191,10 +212,7 @@ static void finish(vb_ws_t *ws, int fallback, const char *reason)
         ws->final_code = fallback;
         snprintf(ws->final_reason, sizeof(ws->final_reason), "%s", reason ? reason : "");
     }
-    if (ws->bev != NULL) {
-        vb_bev_close_after_flush(ws->bev, CLOSE_TIMEOUT_S);
-        ws->bev = NULL;
-    }
+    drop_bev(ws, 1);
     evtimer_del(ws->timer);
     event_active(ws->kick, EV_TIMEOUT, 0);
 }
@@ -245,7 +263,7 @@ static void fail_raw(vb_ws_t *ws, int code, const char *reason)
         f[6] = (uint8_t)((code >> 8) ^ mask[0]);
         f[7] = (uint8_t)((code & 0xff) ^ mask[1]);
     }
-    if (!wslay_event_get_close_sent(ws->ctx)) {
+    if (ws->out != NULL && !wslay_event_get_close_sent(ws->ctx)) {
         evbuffer_add(ws->out, f, ws->is_server ? 4 : 8);
     }
     count_close(code);
@@ -266,7 +284,9 @@ static void note_close_sent(vb_ws_t *ws)
     ws->local_close = 1;
     ws->close_code = wslay_event_get_status_code_sent(ws->ctx);
     snprintf(ws->close_reason, sizeof(ws->close_reason), "%s",
-             ws->close_code == 1009 ? "message too big" : "protocol error");
+             ws->close_code == 1009   ? "message too big"
+             : ws->close_code == 1007 ? "invalid UTF-8"
+                                      : "protocol error");
     count_close(ws->close_code);
     vb_log(VB_LOG_INFO, "ws: closing with %d (%s)", ws->close_code, ws->close_reason);
 }
@@ -295,7 +315,7 @@ static void check_done(vb_ws_t *ws)
     } else if (sent && !evtimer_pending(ws->timer, NULL)) {
         struct timeval tv = {CLOSE_TIMEOUT_S, 0};
         evtimer_add(ws->timer, &tv);
-    } else if (evbuffer_get_length(ws->out) > ws->max_out + 65536) {
+    } else if (ws->out != NULL && evbuffer_get_length(ws->out) > ws->max_out + 65536) {
         /* Pongs piling up for a peer that does not read. */
         vb_log(VB_LOG_INFO, "ws: peer does not read, dropping");
         finish(ws, 1008, "peer does not read");
@@ -332,36 +352,85 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
+static void on_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *a, void *user)
+{
+    vb_ws_t *ws = user;
+    ws->frame_ctrl = (a->opcode & 0x08) != 0;
+    if (ws->frame_ctrl || ws->msg_fail) {
+        return;
+    }
+    if (a->opcode != WSLAY_CONTINUATION_FRAME) {
+        ws->msg_len = 0;
+    }
+    if (a->payload_length > ws->max_message - ws->msg_len) {
+        ws->msg_fail = 1;
+        start_close(ws, 1009, "message too big", 1);
+        return;
+    }
+    size_t need = ws->msg_len + (size_t)a->payload_length;
+    if (need > ws->msg_cap) {
+        size_t cap = ws->msg_cap ? ws->msg_cap * 2 : 4096;
+        cap = cap < need ? need : cap;
+        cap = cap > ws->max_message ? ws->max_message : cap;
+        ws->msg = realloc(ws->msg, cap);
+        VB_ASSERT(ws->msg != NULL);
+        ws->msg_cap = cap;
+    }
+}
+
+static void on_frame_chunk_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_chunk_arg *a, void *user)
+{
+    vb_ws_t *ws = user;
+    if (ws->frame_ctrl || ws->msg_fail || a->data_length == 0) {
+        return;
+    }
+    VB_ASSERT(ws->msg_len + a->data_length <= ws->msg_cap);
+    memcpy(ws->msg + ws->msg_len, a->data, a->data_length);
+    ws->msg_len += a->data_length;
+}
+
+static void on_peer_close(vb_ws_t *ws, const struct wslay_event_on_msg_recv_arg *a)
+{
+    if (!ws->local_close && !ws->peer_close) {
+        ws->peer_close = 1;
+        ws->close_code = a->status_code ? a->status_code : 1005;
+        copy_reason(ws->close_reason, a->msg_length > 2 ? a->msg + 2 : NULL,
+                    a->msg_length > 2 ? a->msg_length - 2 : 0);
+    }
+}
+
 static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
                       void *user)
 {
     vb_ws_t *ws = user;
     if (a->opcode == WSLAY_CONNECTION_CLOSE) {
-        if (!ws->local_close && !ws->peer_close) {
-            ws->peer_close = 1;
-            ws->close_code = a->status_code ? a->status_code : 1005;
-            copy_reason(ws->close_reason, a->msg_length > 2 ? a->msg + 2 : NULL,
-                        a->msg_length > 2 ? a->msg_length - 2 : 0);
-        }
+        on_peer_close(ws, a);
         return;
     }
     if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME) {
         return; /* ping (answered by wslay) or pong */
     }
+    size_t len = ws->msg_len;
+    ws->msg_len = 0;
     int is_text = a->opcode == WSLAY_TEXT_FRAME;
-    if (is_text && !vb_utf8_valid(a->msg, a->msg_length)) {
+    if (ws->msg_fail) {
+        return;
+    }
+    if (is_text && !vb_utf8_valid(ws->msg, len)) {
         start_close(ws, 1007, "invalid UTF-8", 1);
         return;
     }
     if (ws->cb.on_message != NULL && ws->state == WS_OPEN) {
-        ws->cb.on_message(ws, is_text, a->msg ? a->msg : (const uint8_t *)"", a->msg_length,
-                          ws->arg);
+        ws->cb.on_message(ws, is_text, ws->msg ? ws->msg : (const uint8_t *)"", len, ws->arg);
     }
 }
 
 static int make_ctx(vb_ws_t *ws)
 {
-    struct wslay_event_callbacks cbs = {recv_cb, send_cb, genmask_cb, NULL, NULL, NULL,
+    struct wslay_event_callbacks cbs = {recv_cb,           send_cb,           genmask_cb,
+                                        on_frame_start_cb, on_frame_chunk_cb, NULL,
                                         on_msg_cb};
     int r = ws->is_server ? wslay_event_context_server_init(&ws->ctx, &cbs, ws)
                           : wslay_event_context_client_init(&ws->ctx, &cbs, ws);
@@ -369,6 +438,7 @@ static int make_ctx(vb_ws_t *ws)
         return -ENOMEM;
     }
     wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
+    wslay_event_config_set_no_buffering(ws->ctx, 1);
     return 0;
 }
 
@@ -419,10 +489,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (ws->state == WS_OPEN) {
             pump(ws); /* frames that came with the EOF */
         }
-        if (ws->bev != NULL) {
-            bufferevent_free(ws->bev); /* nothing more can be sent */
-            ws->bev = NULL;
-        }
+        drop_bev(ws, 0); /* nothing more can be sent */
         finish(ws, 1006, "connection dropped");
     }
 }
@@ -527,6 +594,17 @@ vb_ws_t *vb_ws_server_new(struct bufferevent *bev, const vb_http_req_t *req, siz
         event_active(ws->kick, EV_TIMEOUT, 0);
     }
     return ws;
+}
+
+vb_ws_t *vb_ws_accept(vb_http_conn_t *c, const vb_http_req_t *req, size_t max_message,
+                      const vb_ws_callbacks_t *cb, void *arg)
+{
+    struct bufferevent *bev = vb_http_conn_detach(c);
+    if (bev == NULL) {
+        errno = EPIPE;
+        return NULL;
+    }
+    return vb_ws_server_new(bev, req, max_message, cb, arg);
 }
 
 /* ---- client -------------------------------------------------------------------------- */
@@ -752,10 +830,7 @@ static void connect_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     int tls_failed = bufferevent_openssl_get_ssl(bev) != NULL && ws->state == WS_CONNECTING &&
                      bufferevent_get_openssl_error(bev) != 0;
-    if (ws->bev != NULL) {
-        bufferevent_free(ws->bev);
-        ws->bev = NULL;
-    }
+    drop_bev(ws, 0);
     if (tls_failed) {
         VB_STAT_INC(tls_handshake_errors);
         finish(ws, 1015, "TLS handshake failed");
@@ -810,15 +885,10 @@ vb_ws_t *vb_ws_client_new(struct event_base *base, const char *url, SSL_CTX *tls
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     struct timeval tv = {HANDSHAKE_TIMEOUT_S, 0};
     evtimer_add(ws->timer, &tv);
-    char port[8];
-    snprintf(port, sizeof(port), "%d", u.port);
     ws->state = WS_CONNECTING;
     if (bufferevent_socket_connect_hostname(bev, NULL, AF_UNSPEC, u.host, u.port) < 0 &&
         ws->state == WS_CONNECTING) {
-        if (ws->bev != NULL) {
-            bufferevent_free(ws->bev);
-            ws->bev = NULL;
-        }
+        drop_bev(ws, 0);
         finish(ws, 1006, "connect failed");
     }
     return ws;
@@ -833,8 +903,8 @@ vb_ws_t *vb_ws_mem_new(struct event_base *base, int is_server, size_t max_messag
     VB_ASSERT(ws != NULL);
     ws->mem = 1;
     ws->is_server = is_server;
-    ws->in = evbuffer_new();
-    ws->out = evbuffer_new();
+    ws->in = ws->mem_in = evbuffer_new();
+    ws->out = ws->mem_out = evbuffer_new();
     VB_ASSERT(ws->in != NULL && ws->out != NULL && make_ctx(ws) == 0);
     ws->state = WS_OPEN;
     return ws;
@@ -845,13 +915,56 @@ int vb_ws_mem_feed(vb_ws_t *ws, const uint8_t *data, size_t len)
     if (ws->state != WS_OPEN) {
         return -EPIPE;
     }
-    evbuffer_add(ws->in, data, len);
+    evbuffer_add(ws->mem_in, data, len);
     pump(ws);
-    evbuffer_drain(ws->out, evbuffer_get_length(ws->out));
+    evbuffer_drain(ws->mem_out, evbuffer_get_length(ws->mem_out));
     return 0;
 }
 
 /* ---- public -------------------------------------------------------------------------- */
+
+/* Write one whole data frame straight into the output buffer (allowed when
+ * wslay has nothing queued, so frames stay in order): no allocation. */
+static void send_direct(vb_ws_t *ws, int opcode, const uint8_t *data, size_t len)
+{
+    uint8_t h[14], mask[4];
+    size_t n = 0;
+    uint8_t mbit = ws->is_server ? 0 : 0x80;
+    h[n++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        h[n++] = (uint8_t)(mbit | len);
+    } else if (len < 65536) {
+        h[n++] = mbit | 126;
+        h[n++] = (uint8_t)(len >> 8);
+        h[n++] = (uint8_t)len;
+    } else {
+        h[n++] = mbit | 127;
+        for (int i = 7; i >= 0; i--) {
+            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+        }
+    }
+    if (ws->is_server) {
+        evbuffer_add(ws->out, h, n);
+        evbuffer_add(ws->out, data, len);
+        return;
+    }
+    RAND_bytes(mask, sizeof(mask));
+    memcpy(h + n, mask, 4);
+    evbuffer_add(ws->out, h, n + 4);
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(ws->out, (ev_ssize_t)len, v, 2);
+    VB_ASSERT(nv > 0 || len == 0);
+    size_t done = 0;
+    for (int i = 0; i < nv && done < len; i++) {
+        uint8_t *dst = v[i].iov_base;
+        size_t k = len - done < v[i].iov_len ? len - done : v[i].iov_len;
+        for (size_t j = 0; j < k; j++, done++) {
+            dst[j] = data[done] ^ mask[done & 3];
+        }
+        v[i].iov_len = k;
+    }
+    evbuffer_commit_space(ws->out, v, nv);
+}
 
 int vb_ws_send(vb_ws_t *ws, int is_text, const void *data, size_t len)
 {
@@ -864,7 +977,12 @@ int vb_ws_send(vb_ws_t *ws, int is_text, const void *data, size_t len)
     if (vb_ws_out_pending(ws) + len > ws->max_out) {
         return -ENOBUFS;
     }
-    struct wslay_event_msg m = {is_text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, data, len};
+    int opcode = is_text ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME;
+    if (!wslay_event_want_write(ws->ctx) && !ws->local_close && !ws->peer_close) {
+        send_direct(ws, opcode, data, len);
+        return 0;
+    }
+    struct wslay_event_msg m = {(uint8_t)opcode, data, len};
     int r = wslay_event_queue_msg(ws->ctx, &m);
     if (r == WSLAY_ERR_NO_MORE_MSG) {
         return -EPIPE;
@@ -900,10 +1018,7 @@ int vb_ws_close(vb_ws_t *ws, int code, const char *reason)
         return -EPIPE;
     }
     if (ws->state != WS_OPEN) {
-        if (ws->bev != NULL) {
-            bufferevent_free(ws->bev);
-            ws->bev = NULL;
-        }
+        drop_bev(ws, 0);
         finish(ws, code, reason);
         return 0;
     }
@@ -915,6 +1030,12 @@ int vb_ws_close(vb_ws_t *ws, int code, const char *reason)
         flush_out(ws);
     }
     return 0;
+}
+
+void vb_ws_abort(vb_ws_t *ws)
+{
+    drop_bev(ws, 0);
+    finish(ws, 1006, "aborted");
 }
 
 size_t vb_ws_out_pending(const vb_ws_t *ws)

@@ -53,6 +53,14 @@ typedef struct {
 vb_ws_t *vb_ws_server_new(struct bufferevent *bev, const vb_http_req_t *req, size_t max_message,
                           const vb_ws_callbacks_t *cb, void *arg);
 
+/* Convenience for an HTTP handler: vb_http_conn_detach(C) then
+ * vb_ws_server_new(). C is gone afterwards (its on_close is not called).
+ * NULL (errno EINVAL) on a bad handshake, after the error answer was sent;
+ * NULL (errno EPIPE) when the peer had already left. */
+struct vb_http_conn;
+vb_ws_t *vb_ws_accept(struct vb_http_conn *c, const vb_http_req_t *req, size_t max_message,
+                      const vb_ws_callbacks_t *cb, void *arg);
+
 /* Connect to URL ("ws://host[:port]/path?q" or "wss://..."), send the
  * handshake (random key; EXTRA_HEADERS "K: v\r\n..." or NULL) and check the
  * 101 and its Sec-WebSocket-Accept; then on_open. Returns NULL with errno
@@ -71,6 +79,9 @@ int vb_ws_send(vb_ws_t *ws, int is_text, const void *data, size_t len);
 /* Start the close handshake (REASON may be NULL, cut to 123 bytes); on_close
  * follows from the loop. 0, or -EPIPE when already closing. */
 int vb_ws_close(vb_ws_t *ws, int code, const char *reason);
+/* Drop the connection now without a close handshake (fast shutdown);
+ * on_close follows from the loop with 1006 unless a close was under way. */
+void vb_ws_abort(vb_ws_t *ws);
 /* Bytes queued, not yet written to the socket. */
 size_t vb_ws_out_pending(const vb_ws_t *ws);
 void vb_ws_set_arg(vb_ws_t *ws, void *arg);

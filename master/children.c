@@ -181,7 +181,7 @@ static void bump_broker_epochs(vb_master_t *m, int broker_index)
     for (uint32_t i = 0; i < n; i++) {
         vb_slot_t *s = vb_shm_slot(m->shm, i);
         if ((int)(i % (uint32_t)m->conf->brokers) == broker_index) {
-            atomic_fetch_add_explicit(&s->broker_epoch, 1, memory_order_release);
+            vb_slot_broker_lost(s);
             vb_shm_ring_bell(m->shm, i, VB_BELL_WORKER);
         }
     }

@@ -93,6 +93,7 @@ static void dispatch_media(vb_master_t *m, int fd)
         return;
     }
     vb_slot_t *s = vb_shm_slot(m->shm, (uint32_t)slot);
+    s->broker_index = (uint32_t)slot % (uint32_t)m->conf->brokers;
     uint32_t gen = vb_slot_assign(s);
     vb_chan_msg_t msg = {.type = VB_CHAN_CONN, .listener = VB_LISTENER_MEDIA,
                          .slot = (uint32_t)slot, .gen = gen};
@@ -146,9 +147,8 @@ void vb_master_slot_tick(vb_master_t *m)
             continue;
         }
         vb_slot_t *s = vb_shm_slot(m->shm, i);
-        uint32_t gen = atomic_load_explicit(&s->gen, memory_order_acquire);
         int timed_out = now - m->slot_ended_at[i] > SLOT_RELEASE_TIMEOUT_S;
-        if (vb_slot_done(s, gen) || timed_out) {
+        if (vb_slot_reusable(s) || timed_out) {
             if (timed_out) {
                 vb_log(VB_LOG_WARN, "slot %u released after %.0f s without acks", i,
                        SLOT_RELEASE_TIMEOUT_S);

@@ -2,6 +2,8 @@
 #ifndef VB_MASTER_LISTEN_H
 #define VB_MASTER_LISTEN_H
 
+#include <stddef.h>
+
 /* Bind and listen on "host:port" ("[::1]:port" for IPv6). Returns the fd or
  * -errno; err gets a message naming the address. */
 int vb_listen_tcp(const char *hostport, char *err, size_t errlen);

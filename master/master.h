@@ -6,6 +6,7 @@
 #include "common/conf.h"
 #include "common/role.h"
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #define VB_MAX_CHILDREN 8192

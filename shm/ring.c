@@ -19,6 +19,7 @@
 #include "shm/ring.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"

@@ -136,7 +136,7 @@ static void scan_slot(store_t *st, uint32_t i)
     if ((state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) &&
         atomic_load_explicit(&s->store_ack_gen, memory_order_relaxed) != gen) {
         drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_B2S));
-        atomic_store_explicit(&s->store_ack_gen, gen, memory_order_release);
+        vb_slot_store_ack(s, gen);
     }
 }
 

@@ -89,7 +89,7 @@ static void call_finish(vb_call_t *call)
     vb_shm_ring_bell(call->ctx->shm, slot, VB_BELL_STORE);
     vb_log(VB_LOG_INFO, "call ended: %s", call->end_reason ? call->end_reason : "hangup");
     call_free(call);
-    vb_worker_call_ended(w, call, slot, gen, failed);
+    vb_worker_call_ended(w, NULL, slot, gen, failed);
 }
 
 void vb_call_hangup(vb_call_t *call, int code, const char *reason)

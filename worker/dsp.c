@@ -21,6 +21,17 @@
 /* The level gate on voice: -50 dBFS RMS over a frame, as a sum of squares. */
 #define GATE_RMS 104
 #define GATE_ENERGY ((int64_t)GATE_RMS * GATE_RMS * VB_DSP_FRAME)
+/* Voice decision on speexdsp's speech probability (percent), with hysteresis. speexdsp's
+ * own VAD (SPEEX_PREPROCESS_SET_VAD) uses 35/20, but on steady noise the probability
+ * settles at 30-45 %, so it would never let go; it also prints a warning on stderr for
+ * every call set up. Speech-like input reads 90-99 %. */
+#define VAD_PROB_START 70
+#define VAD_PROB_CONTINUE 65
+/* The probability is also high while the noise estimate settles (the first ~2 s), so
+ * speech must also start 6 dB above a tracked noise floor: the floor follows a quieter
+ * frame at once and rises by 3 % of energy (0.13 dB) a frame otherwise. */
+#define VAD_FLOOR_RATIO 4.0f
+#define VAD_FLOOR_RISE 1.03f
 
 /* A resampler and what it produced beyond the last frame taken. */
 typedef struct {
@@ -36,6 +47,8 @@ struct vb_dsp {
     SpeexEchoState *echo;
     int16_t ref[REF_FRAMES][VB_DSP_FRAME];
     unsigned ref_head, ref_count;
+    int was_speech;
+    float floor; /* energy of the background, per frame; 0 before the first frame */
 };
 
 static int rs_init(rs_t *r, uint32_t in_rate, uint32_t out_rate)
@@ -84,10 +97,10 @@ static int pp_init(vb_dsp_t *d)
     if (d->pp == NULL) {
         return -ENOMEM;
     }
-    int denoise = o->denoise != 0, agc = o->agc != 0, vad = o->vad != 0;
+    /* The speech probability that vb_dsp_inbound reads is computed whatever the flags. */
+    spx_int32_t denoise = o->denoise != 0, agc = o->agc != 0;
     speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_DENOISE, &denoise);
     speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_AGC, &agc);
-    speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_VAD, &vad);
     if (d->echo != NULL) {
         speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_SET_ECHO_STATE, d->echo);
     }
@@ -152,6 +165,8 @@ void vb_dsp_reset(vb_dsp_t *d)
     speex_resampler_reset_mem(d->down.st);
     d->up.n = d->down.n = 0;
     d->ref_head = d->ref_count = 0;
+    d->was_speech = 0;
+    d->floor = 0;
     if (d->echo != NULL) {
         speex_echo_state_reset(d->echo);
     }
@@ -197,6 +212,33 @@ static void ref_push(vb_dsp_t *d, const int16_t *frame)
     d->ref_count++;
 }
 
+/* Hysteresis on the preprocessor's speech probability of the frame just run; a start
+ * also needs ENERGY well above the noise floor. */
+static int speech_decision(vb_dsp_t *d, float energy)
+{
+    spx_int32_t prob = 0;
+    speex_preprocess_ctl(d->pp, SPEEX_PREPROCESS_GET_PROB, &prob);
+    if (d->was_speech) {
+        d->was_speech = prob >= VAD_PROB_CONTINUE;
+    } else {
+        d->was_speech = prob >= VAD_PROB_START && d->floor > 0 &&
+                        energy > VAD_FLOOR_RATIO * d->floor;
+    }
+    return d->was_speech;
+}
+
+static void floor_update(vb_dsp_t *d, float energy)
+{
+    if (d->floor == 0 || energy < d->floor) {
+        d->floor = energy;
+    } else {
+        d->floor *= VAD_FLOOR_RISE;
+    }
+    if (d->floor < 1.0f) {
+        d->floor = 1.0f; /* digital silence: keep it rising from somewhere */
+    }
+}
+
 int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], int *voice)
 {
     int16_t pcm8k[VB_DSP_FRAME_8K];
@@ -208,12 +250,13 @@ int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], in
         memcpy(pcm16k, clean, sizeof(clean));
     }
     /* The gate looks at the signal before denoise and AGC, which would move it. */
-    int loud = frame_energy(pcm16k, VB_DSP_FRAME) >= GATE_ENERGY;
-    int speech = 1;
+    int64_t energy = frame_energy(pcm16k, VB_DSP_FRAME);
     if (d->pp != NULL) {
-        speech = speex_preprocess_run(d->pp, pcm16k);
+        speex_preprocess_run(d->pp, pcm16k);
     }
-    *voice = loud && (!d->opts.vad || speech);
+    int speech = d->opts.vad ? speech_decision(d, (float)energy) : 1;
+    floor_update(d, (float)energy);
+    *voice = energy >= GATE_ENERGY && speech;
     return 0;
 }
 

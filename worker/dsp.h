@@ -32,8 +32,10 @@ vb_dsp_t *vb_dsp_new(const vb_dsp_opts_t *opts);
 void vb_dsp_free(vb_dsp_t *d);
 
 /* 160 mu-law bytes from the caller -> 320 samples at 16 kHz. *VOICE is 1 when the frame
- * holds speech: speexdsp's VAD when opts.vad is on, gated by a minimum level (-50 dBFS)
- * so that near-silence never counts; with vad off, the level gate alone. Returns 0. */
+ * holds speech: with opts.vad, speexdsp's speech probability with hysteresis (on at 70 %
+ * and 6 dB over the tracked noise floor, off below 65 %, which lets go ~0.3 s after
+ * speech), gated by a minimum level (-50 dBFS RMS) so that near-silence never counts;
+ * without opts.vad, the level gate alone. Returns 0. */
 int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], int *voice);
 
 /* 320 samples of agent audio at 16 kHz -> 160 mu-law bytes. Returns 0. The frame is also

@@ -130,18 +130,20 @@ static void watch_broker(vb_call_t *call)
     vb_slot_t *s = call->slot;
     uint32_t epoch = atomic_load_explicit(&s->broker_epoch, memory_order_acquire);
     int32_t pid = atomic_load_explicit(&s->broker_pid, memory_order_acquire);
-    if (call->broker_pid == 0 && epoch == call->broker_epoch) {
-        call->broker_pid = pid;
+    if (epoch == call->broker_epoch) {
+        if (call->broker_pid == 0) {
+            call->broker_pid = pid; /* the first broker attached */
+        }
         return;
     }
-    if (epoch != call->broker_epoch && !call->holding && pid == call->broker_pid) {
-        call->holding = 1;
-        vb_log(VB_LOG_WARN, "broker %d is gone: holding the call", (int)pid);
-    } else if (epoch != call->broker_epoch && pid != 0 && pid != call->broker_pid) {
+    if (pid != 0 && pid != call->broker_pid) {
         call->holding = 0;
         call->broker_epoch = epoch;
         call->broker_pid = pid;
         vb_log(VB_LOG_NOTICE, "broker %d took over the call", (int)pid);
+    } else if (!call->holding) {
+        call->holding = 1;
+        vb_log(VB_LOG_WARN, "broker %d is gone: holding the call", (int)call->broker_pid);
     }
 }
 

@@ -16,7 +16,7 @@
 struct vb_worker {
     vb_child_ctx_t *ctx;
     struct event_base *base;
-    struct event *chan_ev, *death_ev, *term_ev;
+    struct event *chan_ev, *death_ev;
     int calls;
     int quitting;
 };
@@ -103,13 +103,6 @@ static void on_death(evutil_socket_t fd, short what, void *arg)
     maybe_exit(w);
 }
 
-static void on_term(evutil_socket_t sig, short what, void *arg)
-{
-    vb_worker_t *w = arg;
-    w->quitting = 1;
-    maybe_exit(w);
-}
-
 int vb_worker_main(vb_child_ctx_t *ctx)
 {
     static vb_worker_t worker;
@@ -122,10 +115,8 @@ int vb_worker_main(vb_child_ctx_t *ctx)
     }
     w->chan_ev = event_new(w->base, ctx->chan, EV_READ | EV_PERSIST, on_chan, w);
     w->death_ev = event_new(w->base, ctx->death_fd, EV_READ, on_death, w);
-    w->term_ev = evsignal_new(w->base, SIGTERM, on_term, w);
     event_add(w->chan_ev, NULL);
     event_add(w->death_ev, NULL);
-    event_add(w->term_ev, NULL);
     event_base_dispatch(w->base);
     return VB_EXIT_OK;
 }

@@ -10,11 +10,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <sys/socket.h>
 
+#include "api/form.h"
+#include "api/twilio.h"
 #include "callsim/audio.h"
+#include "callsim/sim.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/ws.h"
+#include "tests/unit/net_testutil.h"
+#include "worker/mstream.h"
 #include "callsim/options.h"
 #include "callsim/playout.h"
 #include "callsim/stats.h"
@@ -190,7 +203,12 @@ static void test_audio_ulaw_passthrough(void **state)
     assert_int_equal(vb_cs_wav_parse(buf, n, &w), 0);
     vb_cs_audio_t a;
     assert_int_equal(vb_cs_audio_from_wavs(&a, &w, 1, 100, -36.0), 0);
-    assert_int_equal(a.len, 960); /* 800 + 100 ms pause = 1600, no: see below */
+    assert_int_equal(a.len, 1600); /* 800 samples + 100 ms pause */
+    int16_t back[800], want[800];
+    vb_ulaw_decode(a.ulaw, 800, back);
+    vb_ulaw_decode(ulaw, 800, want);
+    assert_memory_equal(back, want, sizeof(want));
+    assert_int_equal(a.ulaw[900], VB_ULAW_SILENCE);
     vb_cs_audio_free(&a);
     vb_cs_wav_free(&w);
 }
@@ -664,6 +682,525 @@ static void test_options(void **state)
     unsetenv("TWILIO_AUTH_TOKEN");
 }
 
+/* ---- a fake voxbridge on loopback, and whole runs against it ----------------- */
+
+enum {
+    MODE_ECHO = 1, /* echo every frame back; a mark after every 25th */
+    MODE_REJECT,   /* <Say>..</Say><Hangup/> */
+    MODE_500,
+    MODE_CLEAR,    /* 2 s of audio and a mark at frame 10, clear at frame 20 */
+    MODE_HANGUP,   /* the server closes (1000) at frame 30 */
+};
+
+#define SRV_MAX 8
+#define TOKEN "test-token-0123"
+
+typedef struct srv srv_t;
+
+typedef struct {
+    srv_t *srv;
+    vb_ws_t *ws;
+    int mode, open;
+    int connected, starts, media, dtmfs, stops, seq_errors, bad;
+    uint32_t last_seq;
+    char call_id[64], stream_sid[48], call_sid[48], token[64], dtmf[16];
+    char marks_back[16][64];
+    int64_t mark_back_us[16], mark_sent_us[16], clear_us;
+    int nmarks_back, nmarks_sent;
+    int close_code;
+} sconn_t;
+
+struct srv {
+    struct event_base *base;
+    int lfd, port, tls_on;
+    struct event *lev;
+    SSL_CTX *tls;
+    int modes[SRV_MAX];
+    int webhooks, bad_sigs, ws_sig_ok;
+    char from[SRV_MAX][32], to[SRV_MAX][32], direction[SRV_MAX][16];
+    sconn_t conns[SRV_MAX];
+    int nconns, open;
+    int http_open; /* HTTP connections not yet closed or upgraded */
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void srv_url(const srv_t *srv, int ws, const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s://127.0.0.1:%d%s",
+             ws ? (srv->tls_on ? "wss" : "ws") : (srv->tls_on ? "https" : "http"), srv->port,
+             path);
+}
+
+static void ws_send_text(sconn_t *sc, const char *buf, size_t n)
+{
+    assert_true(n > 0);
+    assert_int_equal(vb_ws_send(sc->ws, 1, buf, n), 0);
+}
+
+static void srv_on_start(sconn_t *sc, const uint8_t *data, size_t len, const vb_ms_msg_t *m)
+{
+    sc->starts++;
+    snprintf(sc->call_id, sizeof(sc->call_id), "%s", m->call_id);
+    snprintf(sc->stream_sid, sizeof(sc->stream_sid), "%s", m->stream_sid);
+    snprintf(sc->call_sid, sizeof(sc->call_sid), "%s", m->call_sid);
+    json_t *j = json_loadb((const char *)data, len, 0, NULL);
+    const char *tok = json_string_value(
+        json_object_get(json_object_get(json_object_get(j, "start"), "customParameters"),
+                        "token"));
+    snprintf(sc->token, sizeof(sc->token), "%s", tok ? tok : "");
+    json_decref(j);
+}
+
+static void srv_on_media(sconn_t *sc, const vb_ms_msg_t *m)
+{
+    static char buf[VB_MS_MEDIA_MSG_CAP(16000)];
+    static uint8_t tone[16000];
+    sc->media++;
+    if (m->chunk != (uint32_t)sc->media || m->timestamp_ms != (uint32_t)(sc->media - 1) * 20 ||
+        m->payload_len != 160 || !m->track_inbound) {
+        sc->bad++;
+    }
+    if (sc->mode == MODE_ECHO) {
+        ws_send_text(sc, buf, vb_ms_build_media(buf, sizeof(buf), sc->stream_sid, m->payload,
+                                                m->payload_len));
+        if (sc->media % 25 == 0 && sc->nmarks_sent < 16) {
+            char name[16];
+            snprintf(name, sizeof(name), "m%d", sc->media);
+            sc->mark_sent_us[sc->nmarks_sent++] = mono_us();
+            ws_send_text(sc, buf, vb_ms_build_mark(buf, sizeof(buf), sc->stream_sid, name));
+        }
+    } else if (sc->mode == MODE_CLEAR && sc->media == 10) {
+        int16_t pcm[16000];
+        vb_cs_audio_tone_fill(pcm, 16000, -12.0);
+        vb_ulaw_encode(pcm, 16000, tone); /* more than VB_MS_MAX_PAYLOAD in one message */
+        ws_send_text(sc, buf, vb_ms_build_media(buf, sizeof(buf), sc->stream_sid, tone, 16000));
+        sc->mark_sent_us[sc->nmarks_sent++] = mono_us();
+        ws_send_text(sc, buf, vb_ms_build_mark(buf, sizeof(buf), sc->stream_sid, "long"));
+    } else if (sc->mode == MODE_CLEAR && sc->media == 20) {
+        sc->clear_us = mono_us();
+        ws_send_text(sc, buf, vb_ms_build_clear(buf, sizeof(buf), sc->stream_sid));
+    } else if (sc->mode == MODE_HANGUP && sc->media == 30) {
+        vb_ws_close(sc->ws, 1000, "bye");
+    }
+}
+
+static void srv_ws_message(vb_ws_t *ws, int is_text, const uint8_t *data, size_t len,
+                           void *arg)
+{
+    static vb_ms_msg_t m;
+    sconn_t *sc = arg;
+    if (!is_text || vb_ms_parse((const char *)data, len, &m) != 0) {
+        sc->bad++;
+        return;
+    }
+    if (m.event != VB_MS_CONNECTED) {
+        sc->seq_errors += m.seq != sc->last_seq + 1;
+        sc->last_seq = m.seq;
+    }
+    switch (m.event) {
+    case VB_MS_CONNECTED:
+        sc->connected++;
+        break;
+    case VB_MS_START:
+        srv_on_start(sc, data, len, &m);
+        break;
+    case VB_MS_MEDIA:
+        srv_on_media(sc, &m);
+        break;
+    case VB_MS_MARK:
+        sc->mark_back_us[sc->nmarks_back] = mono_us();
+        snprintf(sc->marks_back[sc->nmarks_back++ % 16], 64, "%s", m.mark_name);
+        break;
+    case VB_MS_DTMF:
+        strncat(sc->dtmf, m.digit, sizeof(sc->dtmf) - strlen(sc->dtmf) - 1);
+        sc->dtmfs++;
+        break;
+    case VB_MS_STOP:
+        sc->stops++;
+        break;
+    default:
+        sc->bad++;
+    }
+}
+
+static void srv_ws_close(vb_ws_t *ws, int code, const char *reason, void *arg)
+{
+    sconn_t *sc = arg;
+    sc->open = 0;
+    sc->close_code = code;
+    sc->srv->open--;
+}
+
+static const vb_ws_callbacks_t srv_ws_cb = {
+    .on_message = srv_ws_message,
+    .on_close = srv_ws_close,
+};
+
+static void srv_media(srv_t *srv, vb_http_conn_t *c, vb_http_req_t *req)
+{
+    char url[128];
+    srv_url(srv, 1, "/twilio/media", url, sizeof(url));
+    srv->ws_sig_ok += vb_twilio_validate(TOKEN, url, NULL, NULL, 0,
+                                         vb_http_header(req, "X-Twilio-Signature"));
+    assert_true(srv->nconns < SRV_MAX);
+    sconn_t *sc = &srv->conns[srv->nconns];
+    memset(sc, 0, sizeof(*sc));
+    sc->srv = srv;
+    /* The stream's mode is the one of the webhook with the same index. */
+    sc->mode = srv->modes[srv->nconns++];
+    struct bufferevent *bev = vb_http_conn_detach(c);
+    assert_non_null(bev);
+    srv->http_open--;
+    sc->ws = vb_ws_server_new(bev, req, 0, &srv_ws_cb, sc);
+    assert_non_null(sc->ws);
+    sc->open = 1;
+    srv->open++;
+}
+
+static void srv_voice(srv_t *srv, vb_http_conn_t *c, vb_http_req_t *req)
+{
+    char url[128], twiml[1024];
+    srv_url(srv, 0, "/twilio/voice", url, sizeof(url));
+    vb_form_t *f = vb_form_parse(req->body, req->body_len);
+    assert_non_null(f);
+    int n = srv->webhooks++;
+    if (!vb_twilio_validate(TOKEN, url, f, NULL, 0, vb_http_header(req, "X-Twilio-Signature"))) {
+        srv->bad_sigs++;
+        vb_form_free(f);
+        vb_http_reply(c, 403, "text/plain", "bad signature", 13, NULL);
+        return;
+    }
+    snprintf(srv->from[n], 32, "%s", vb_form_get(f, "From"));
+    snprintf(srv->to[n], 32, "%s", vb_form_get(f, "To"));
+    snprintf(srv->direction[n], 16, "%s", vb_form_get(f, "Direction"));
+    vb_form_free(f);
+    if (srv->modes[n] == MODE_500) {
+        vb_http_reply(c, 500, "text/plain", "oops", 4, NULL);
+        return;
+    }
+    size_t len;
+    if (srv->modes[n] == MODE_REJECT) {
+        len = vb_twiml_say_hangup(twiml, sizeof(twiml), "Not in service");
+    } else {
+        char cid[16], wsurl[128];
+        snprintf(cid, sizeof(cid), "cid-%d", n + 1);
+        srv_url(srv, 1, "/twilio/media", wsurl, sizeof(wsurl));
+        const char *names[] = {"call_id", "token"}, *values[] = {cid, "tok&<1>"};
+        len = vb_twiml_connect_stream_params(twiml, sizeof(twiml), wsurl, names, values, 2);
+    }
+    vb_http_reply(c, 200, "text/xml", twiml, len, NULL);
+}
+
+static void srv_handler(vb_http_conn_t *c, vb_http_req_t *req, void *arg)
+{
+    srv_t *srv = arg;
+    if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/twilio/voice") == 0) {
+        srv_voice(srv, c, req);
+    } else if (strcmp(req->path, "/twilio/media") == 0) {
+        srv_media(srv, c, req);
+    } else {
+        vb_http_reply(c, 404, "text/plain", "no", 2, NULL);
+    }
+}
+
+static void srv_conn_closed(void *arg)
+{
+    ((srv_t *)arg)->http_open--;
+}
+
+static void srv_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    srv_t *srv = arg;
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 &&
+        vb_http_conn_new(srv->base, fd, srv->tls, NULL, srv_handler, srv_conn_closed, srv)) {
+        srv->http_open++;
+    }
+}
+
+static srv_t *srv_start(int tls_on)
+{
+    static srv_t srv;
+    memset(&srv, 0, sizeof(srv));
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    srv.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    srv.lfd = nt_listen(&srv.port);
+    assert_true(srv.lfd >= 0);
+    srv.tls_on = tls_on;
+    if (tls_on) {
+        const char *cert, *key;
+        assert_int_equal(nt_make_cert(&cert, &key), 0);
+        srv.tls = vb_tls_server_ctx(cert, key, NULL, 0);
+        assert_non_null(srv.tls);
+    }
+    srv.lev = event_new(srv.base, srv.lfd, EV_READ | EV_PERSIST, srv_accept, &srv);
+    event_add(srv.lev, NULL);
+    return &srv;
+}
+
+static void srv_stop(srv_t *srv)
+{
+    event_free(srv->lev);
+    close(srv->lfd);
+    vb_tls_ctx_free(srv->tls);
+    event_base_free(srv->base);
+}
+
+static int sim_finished(void *arg)
+{
+    return vb_cs_sim_finished(arg);
+}
+
+static int srv_idle(void *arg)
+{
+    return ((srv_t *)arg)->open == 0;
+}
+
+static int srv_http_idle(void *arg)
+{
+    return ((srv_t *)arg)->http_open == 0;
+}
+
+static void base_opts(vb_cs_opts_t *o, const srv_t *srv, char *url, size_t cap)
+{
+    srv_url(srv, 0, "", url, cap);
+    const char *args[] = {"--url", url, "--token", TOKEN, "--quiet", NULL};
+    assert_int_equal(parse(o, args), 0);
+}
+
+/* Runs the calls of O against SRV; returns the summary and sets *OK. */
+static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
+{
+    vb_cs_audio_t audio;
+    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts), 0);
+    vb_cs_sim_t *s = vb_cs_sim_new(srv->base, o, &audio);
+    assert_non_null(s);
+    assert_int_equal(vb_cs_sim_start(s), 0);
+    assert_int_equal(nt_wait(srv->base, sim_finished, s, 30000), 0);
+    assert_int_equal(nt_wait(srv->base, srv_idle, srv, 5000), 0);
+    json_t *sum = vb_cs_sim_summary(s);
+    *ok = vb_cs_sim_ok(s);
+    vb_cs_sim_free(s); /* closes libcurl's kept-alive connections */
+    assert_int_equal(nt_wait(srv->base, srv_http_idle, srv, 5000), 0);
+    vb_cs_audio_free(&audio);
+    assert_non_null(sum);
+    return sum;
+}
+
+static json_int_t jint(json_t *o, const char *path)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s", path);
+    json_t *v = o;
+    for (char *save = NULL, *k = strtok_r(key, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(k)) : json_object_get(v, k);
+    }
+    if (v == NULL) {
+        fail_msg("no %s in the summary", path);
+    }
+    return json_is_real(v) ? (json_int_t)json_real_value(v) : json_integer_value(v);
+}
+
+static void test_run_echo(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_ECHO;
+    vb_cs_opts_t o;
+    char url[128], out[] = "/tmp/test_callsim_out_XXXXXX.wav";
+    base_opts(&o, srv, url, sizeof(url));
+    int fd = mkstemps(out, 4);
+    close(fd);
+    o.duration_s = 2.5;
+    o.dtmf = "1w2";
+    o.out = out;
+    int ok;
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_true(ok);
+    assert_int_equal(jint(sum, "calls"), 1);
+    assert_int_equal(jint(sum, "answered"), 1);
+    assert_int_equal(jint(sum, "frames_sent"), 125);
+    /* The echo of the last frames may arrive after the hang-up. */
+    assert_in_range(jint(sum, "frames_received"), 115, 125);
+    assert_int_equal(jint(sum, "close_codes.1000"), 1);
+    assert_int_equal(jint(sum, "http_status.200"), 1);
+    assert_int_equal(jint(sum, "clears"), 0);
+    assert_in_range(jint(sum, "marks_answered"), 4, 5);
+    /* Bursts at 0, 1 and 2 s come straight back. */
+    assert_int_equal(jint(sum, "rtt_ms.n"), 3);
+    assert_in_range(jint(sum, "rtt_ms.max"), 0, 60);
+    assert_int_equal(jint(sum, "per_call.0.unanswered_turns"), 0);
+    assert_int_equal(jint(sum, "per_call.0.bad_messages"), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(sum, "per_call"), 0), "call_id")),
+                        "cid-1");
+
+    sconn_t *sc = &srv->conns[0];
+    assert_int_equal(srv->webhooks, 1);
+    assert_int_equal(srv->bad_sigs, 0);
+    assert_int_equal(srv->ws_sig_ok, 1);
+    assert_string_equal(srv->to[0], VB_CS_DEFAULT_TO);
+    assert_string_equal(srv->direction[0], "inbound");
+    assert_int_equal(sc->connected, 1);
+    assert_int_equal(sc->starts, 1);
+    assert_int_equal(sc->media, 125);
+    assert_int_equal(sc->stops, 1);
+    assert_int_equal(sc->seq_errors, 0);
+    assert_int_equal(sc->bad, 0);
+    assert_string_equal(sc->call_id, "cid-1");
+    assert_string_equal(sc->token, "tok&<1>");
+    assert_memory_equal(sc->stream_sid, "MZ", 2);
+    assert_int_equal(strlen(sc->stream_sid), 34);
+    assert_memory_equal(sc->call_sid, "CA", 2);
+    assert_string_equal(sc->dtmf, "12");
+    assert_int_equal(sc->close_code, 1000);
+    /* Each mark came back once its 20 ms of echo had played, in order. */
+    for (int i = 0; i < sc->nmarks_back; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "m%d", 25 * (i + 1));
+        assert_string_equal(sc->marks_back[i], want);
+        assert_in_range(sc->mark_back_us[i] - sc->mark_sent_us[i], 0, 100000);
+    }
+
+    /* What the caller heard: 2.5 s with the three echoed bursts in it. */
+    vb_cs_wav_t w;
+    assert_int_equal(vb_cs_wav_read(out, &w), 0);
+    assert_in_range(w.len / 2, 19000, 21000);
+    const int16_t *pcm = (const int16_t *)w.data;
+    assert_true(rms(pcm + 8000 + 400, 1600) > 2000);  /* inside the 2nd burst */
+    assert_true(rms(pcm + 8000 + 3200, 3200) < 10);   /* between bursts */
+    vb_cs_wav_free(&w);
+    unlink(out);
+    json_decref(sum);
+    srv_stop(srv);
+}
+
+static void test_run_clear(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_CLEAR;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.duration_s = 1.0;
+    int ok;
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_true(ok);
+    assert_int_equal(jint(sum, "clears"), 1);
+    assert_int_equal(jint(sum, "frames_received"), 1);
+    assert_int_equal(jint(sum, "per_call.0.audio_ms_received"), 2000);
+    assert_int_equal(jint(sum, "marks_answered"), 1);
+    sconn_t *sc = &srv->conns[0];
+    /* 2 s of audio were queued at frame 10: "long" comes back at the clear, not before. */
+    assert_int_equal(sc->nmarks_back, 1);
+    assert_string_equal(sc->marks_back[0], "long");
+    assert_true(sc->clear_us > 0);
+    assert_in_range(sc->mark_back_us[0] - sc->clear_us, 0, 100000);
+    assert_in_range(sc->mark_back_us[0] - sc->mark_sent_us[0], 150000, 400000);
+    json_decref(sum);
+    srv_stop(srv);
+}
+
+static void test_run_mixed(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_HANGUP;
+    srv->modes[1] = MODE_REJECT;
+    srv->modes[2] = MODE_500;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.calls = 3;
+    o.ramp_ms = 50; /* keep the webhooks in order */
+    o.duration_s = 2.0;
+    int ok;
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_false(ok);
+    assert_int_equal(jint(sum, "calls"), 3);
+    assert_int_equal(jint(sum, "answered"), 1);
+    assert_int_equal(jint(sum, "rejected"), 1);
+    assert_int_equal(jint(sum, "failed"), 1);
+    assert_int_equal(jint(sum, "clean"), 1);
+    assert_int_equal(jint(sum, "http_status.200"), 2);
+    assert_int_equal(jint(sum, "http_status.500"), 1);
+    assert_int_equal(jint(sum, "close_codes.1000"), 1);
+    /* The server hung up call 1 after 30 frames. */
+    assert_true(json_is_true(json_object_get(
+        json_array_get(json_object_get(sum, "per_call"), 0), "server_closed")));
+    assert_in_range(jint(sum, "per_call.0.frames_sent"), 30, 34);
+    const char *reason = json_string_value(
+        json_object_get(json_array_get(json_object_get(sum, "per_call"), 1), "reason"));
+    assert_string_equal(reason, "rejected: Not in service");
+    assert_int_equal(jint(sum, "per_call.2.http_status"), 500);
+    json_decref(sum);
+    srv_stop(srv);
+}
+
+static void test_run_bad_token(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_ECHO;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.token = "wrong";
+    int ok;
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_false(ok);
+    assert_int_equal(srv->bad_sigs, 1);
+    assert_int_equal(jint(sum, "failed"), 1);
+    assert_int_equal(jint(sum, "http_status.403"), 1);
+    json_decref(sum);
+    srv_stop(srv);
+}
+
+static void test_run_tls(void **state)
+{
+    srv_t *srv = srv_start(1);
+    srv->modes[0] = MODE_ECHO;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.duration_s = 0.6;
+    o.insecure = 1;
+    int ok;
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_true(ok);
+    assert_int_equal(jint(sum, "frames_sent"), 30);
+    assert_int_equal(srv->conns[0].media, 30);
+    assert_int_equal(srv->ws_sig_ok, 1);
+    json_decref(sum);
+
+    /* Verification on and no CA for the self-signed certificate: the webhook fails. */
+    o.insecure = 0;
+    sum = run_sim(srv, &o, &ok);
+    assert_false(ok);
+    assert_int_equal(jint(sum, "failed"), 1);
+    assert_int_equal(jint(sum, "http_status.0"), 1);
+    json_decref(sum);
+    srv_stop(srv);
+}
+
+static void test_out_path(void **state)
+{
+    char b[64];
+    vb_cs_sim_out_path("out.wav", 3, 1, b, sizeof(b));
+    assert_string_equal(b, "out.wav");
+    vb_cs_sim_out_path("out.wav", 3, 5, b, sizeof(b));
+    assert_string_equal(b, "out-3.wav");
+    vb_cs_sim_out_path("/tmp/a.b/out", 12, 20, b, sizeof(b));
+    assert_string_equal(b, "/tmp/a.b/out-12");
+    vb_cs_sim_out_path(".hidden", 2, 2, b, sizeof(b));
+    assert_string_equal(b, ".hidden-2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -684,6 +1221,13 @@ int main(void)
         cmocka_unit_test(test_twiml_stream),
         cmocka_unit_test(test_twiml_other),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_out_path),
+        cmocka_unit_test(test_run_echo),
+        cmocka_unit_test(test_run_clear),
+        cmocka_unit_test(test_run_mixed),
+        cmocka_unit_test(test_run_bad_token),
+        cmocka_unit_test(test_run_tls),
     };
+    vb_log_init("test_callsim");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -314,7 +314,7 @@ static void *stress_producer(void *arg)
 
 static void stress_take(struct stress *st, const unsigned char *buf, uint32_t len)
 {
-    uint64_t seq;
+    uint64_t seq = UINT64_MAX;
     if (payload_check(buf, len, &seq) != 0 || len != payload_len(seq, st->elem_size)) {
         st->bad_content++;
     }

@@ -1,0 +1,130 @@
+/* voxbridge-callsim: places simulated Twilio calls against a voxbridge server and prints
+ * what happened (stderr) and a one-line JSON summary (stdout, last line). The test tool
+ * and load generator; see docs/callsim.md. */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "callsim/audio.h"
+#include "callsim/options.h"
+#include "callsim/sim.h"
+#include "callsim/wav.h"
+#include "common/log.h"
+
+static int load_wavs(const vb_cs_opts_t *o, vb_cs_audio_t *a)
+{
+    vb_cs_wav_t w[VB_CS_MAX_WAVS];
+    int rc = 0, n = 0;
+    for (; n < o->nwavs; n++) {
+        rc = vb_cs_wav_read(o->wavs[n], &w[n]);
+        if (rc < 0) {
+            vb_log(VB_LOG_ERR, "%s: %s", o->wavs[n],
+                   rc == -ENOTSUP  ? "not 16-bit PCM or 8-bit mu-law"
+                   : rc == -EINVAL ? "not a WAV file"
+                                   : strerror(-rc));
+            break;
+        }
+    }
+    if (rc == 0) {
+        rc = vb_cs_audio_from_wavs(a, w, (size_t)n, o->pause_ms, o->onset_dbfs);
+        if (rc < 0) {
+            vb_log(VB_LOG_ERR, "cannot prepare the caller audio: %s",
+                   rc == -EINVAL ? "a WAV file holds no audio" : strerror(-rc));
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        vb_cs_wav_free(&w[i]);
+    }
+    return rc;
+}
+
+static int load_audio(const vb_cs_opts_t *o, vb_cs_audio_t *a)
+{
+    if (o->nwavs > 0) {
+        return load_wavs(o, a);
+    }
+    /* With --duration the tone repeats, so one period is enough. */
+    int rc = vb_cs_audio_tone(a, o->duration_s > 0 ? 1 : o->bursts);
+    if (rc < 0) {
+        vb_log(VB_LOG_ERR, "cannot make the test signal: %s", strerror(-rc));
+    }
+    return rc;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    vb_cs_sim_stop(arg, sig == SIGINT ? "interrupted" : "terminated");
+}
+
+static struct event_base *make_base(void)
+{
+    /* Precise timers: the 20 ms tick must not drift with a coarse clock. */
+    struct event_config *cfg = event_config_new();
+    if (cfg == NULL) {
+        return NULL;
+    }
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
+/* Runs the calls; returns the exit status. */
+static int run(const vb_cs_opts_t *o, const vb_cs_audio_t *audio)
+{
+    struct event_base *base = make_base();
+    vb_cs_sim_t *s = base ? vb_cs_sim_new(base, o, audio) : NULL;
+    if (s == NULL || vb_cs_sim_start(s) < 0) {
+        vb_log(VB_LOG_ERR, "cannot start the run");
+        vb_cs_sim_free(s);
+        if (base != NULL) {
+            event_base_free(base);
+        }
+        return 1;
+    }
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, s);
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, s);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    event_base_dispatch(base);
+    json_t *sum = vb_cs_sim_summary(s);
+    char *line = sum ? json_dumps(sum, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    printf("%s\n", line ? line : "{}");
+    fflush(stdout);
+    int status = (line != NULL && vb_cs_sim_ok(s)) ? 0 : 1;
+    free(line);
+    json_decref(sum);
+    event_free(sigint);
+    event_free(sigterm);
+    vb_cs_sim_free(s);
+    event_base_free(base);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    vb_cs_opts_t o;
+    vb_log_init("callsim");
+    int rc = vb_cs_opts_parse(&o, argc, argv, stdout, stderr);
+    if (rc != 0) {
+        return rc > 0 ? 0 : 2;
+    }
+    if (o.quiet) {
+        vb_log_set_level(VB_LOG_WARN);
+    }
+    if (o.token == NULL || o.token[0] == '\0') {
+        vb_log(VB_LOG_WARN, "no --token or TWILIO_AUTH_TOKEN: webhooks are signed with an "
+                            "empty token and a real server will refuse them");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    vb_cs_audio_t audio;
+    if (load_audio(&o, &audio) < 0) {
+        return 2;
+    }
+    int status = run(&o, &audio);
+    vb_cs_audio_free(&audio);
+    return status;
+}

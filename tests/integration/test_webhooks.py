@@ -1,0 +1,95 @@
+"""Twilio webhooks as Twilio (or an attacker) sends them: signatures, routing by
+the called number, and the TwiML that connects the call's audio. Run by run.py."""
+
+import unittest
+import xml.etree.ElementTree as ET
+
+import harness
+from wsclient import parse_twiml_stream, post_signed, twilio_signature, voice_params
+
+
+class SignatureHelper(unittest.TestCase):
+    """The test's own signer against the published vectors (so a 403 below is
+    the server's doing, not the signer's)."""
+
+    def test_vectors(self):
+        p = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
+             "From": "+12349013030", "To": "+18005551212"}
+        self.assertEqual(twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2",
+                                          p), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+        self.assertEqual(twilio_signature("t", "https://x.test/a", {"B": ["y", "x", "x"],
+                                                                     "A": "b"}),
+                         "N95ahBPCCyQVfp2Kj9lyjM1ua/o=")
+
+
+class Webhooks(harness.ServerTestCase):
+    def setUp(self):
+        super().setUp()
+        self.s = self.server()
+
+    def test_bad_signature_is_403_and_counted(self):
+        before = self.s.counter("twilio_bad_signatures")
+        params = voice_params(self.s.number, harness.CALLER)
+        status, _, body = post_signed(self.s, "/twilio/voice", params,
+                                      token="not-the-right-token")
+        self.assertEqual(status, 403, body)
+        status, _, body = post_signed(self.s, "/twilio/voice", params, signature=False)
+        self.assertEqual(status, 403, "no X-Twilio-Signature at all: %r" % body)
+        # a good signature over other parameters than those sent
+        sig = twilio_signature(self.s.token, self.s.settings["public_url"] + "/twilio/voice",
+                               dict(params, To="+15550009999"))
+        status, _, body = post_signed(self.s, "/twilio/voice", params, signature=sig)
+        self.assertEqual(status, 403, "signature over different parameters: %r" % body)
+        self.assertEqual(self.s.counter("twilio_bad_signatures"), before + 3)
+        self.assertNotIn(b"<Stream", body)
+
+    def test_good_signature_connects_the_stream(self):
+        params = voice_params(self.s.number, harness.CALLER)
+        status, headers, body = post_signed(self.s, "/twilio/voice", params)
+        self.assertEqual(status, 200, body)
+        self.assertIn("xml", headers.get("content-type", ""))
+        url, p = parse_twiml_stream(body)
+        self.assertEqual(url, "ws://127.0.0.1:%d/twilio/media" % self.s.media_port)
+        for name in ("call_id", "assistant", "from", "to", "token"):
+            self.assertTrue(p.get(name), "Parameter %s missing in %r" % (name, body))
+        self.assertEqual(p["assistant"], "echo")
+        self.assertEqual(p["to"], self.s.number)
+        self.assertEqual(p["from"], harness.CALLER)
+        # each call gets its own id
+        _, _, body2 = post_signed(self.s, "/twilio/voice",
+                                  voice_params(self.s.number, harness.CALLER))
+        self.assertNotEqual(parse_twiml_stream(body2)[1]["call_id"], p["call_id"])
+
+    def test_unknown_number_says_and_hangs_up(self):
+        before = self.s.counter("twilio_unknown_numbers")
+        status, _, body = post_signed(self.s, "/twilio/voice",
+                                      voice_params("+15559999999", harness.CALLER))
+        self.assertEqual(status, 200, body)
+        root = ET.fromstring(body)
+        self.assertEqual(root.tag, "Response")
+        self.assertIsNotNone(root.find("Say"), body)
+        self.assertTrue((root.find("Say").text or "").strip(), body)
+        self.assertIsNotNone(root.find("Hangup"), body)
+        self.assertIsNone(root.find("./Connect"), body)
+        self.assertEqual(self.s.counter("twilio_unknown_numbers"), before + 1)
+
+    def test_status_callback_needs_a_signature(self):
+        params = {"CallSid": "CA" + "1" * 32, "CallStatus": "completed", "SequenceNumber": "3"}
+        status, _, _ = post_signed(self.s, "/twilio/status", params, token="wrong")
+        self.assertEqual(status, 403)
+        before = self.s.counter("twilio_status_callbacks")
+        status, _, _ = post_signed(self.s, "/twilio/status", params)
+        self.assertIn(status, (200, 204))
+        self.assertEqual(self.s.counter("twilio_status_callbacks"), before + 1)
+
+    def test_health_endpoints(self):
+        for path in ("/health", "/health/live", "/health/ready"):
+            status, _, body = self.s.http("GET", path)
+            self.assertEqual(status, 200, "%s: %r" % (path, body))
+        m = self.s.metrics()
+        self.assertIn("voxbridge_twilio_bad_signatures_total", m)
+        self.assertIn("voxbridge_calls_started_total", m)
+
+
+if __name__ == "__main__":
+    unittest.main()
