@@ -243,11 +243,21 @@ static int xml_escape(const char *s, char *out, size_t cap, size_t *o)
         const char *rep = NULL;
         char one[2] = {(char)*p, '\0'};
         switch (*p) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&apos;";
+            break;
         default:
             rep = (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') ? "" : one;
         }
@@ -280,8 +290,13 @@ size_t vb_twiml_connect_stream_params(char *out, size_t cap, const char *stream_
 {
     size_t o = 0;
     if (cap == 0 || append(TWIML_HEAD "<Connect><Stream url=\"", out, cap, &o) < 0 ||
-        xml_escape(stream_url, out, cap, &o) < 0 || append("\">", out, cap, &o) < 0) {
+        xml_escape(stream_url, out, cap, &o) < 0 ||
+        append(n > 0 ? "\">" : "\"/></Connect></Response>", out, cap, &o) < 0) {
         return 0;
+    }
+    if (n == 0) { /* as Twilio's helper libraries write it */
+        out[o] = '\0';
+        return o;
     }
     for (size_t i = 0; i < n; i++) {
         if (append("<Parameter name=\"", out, cap, &o) < 0 ||
@@ -298,7 +313,8 @@ size_t vb_twiml_connect_stream_params(char *out, size_t cap, const char *stream_
     return o;
 }
 
-size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url, const char *call_id)
+size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url,
+                               const char *call_id)
 {
     const char *name = "call_id";
     return vb_twiml_connect_stream_params(out, cap, stream_url, &name, &call_id, 1);

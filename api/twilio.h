@@ -37,7 +37,8 @@ void vb_twilio_body_sha256(const char *body, size_t len, char out[65]);
 size_t vb_twiml_connect_stream(char *out, size_t cap, const char *stream_url,
                                const char *call_id);
 /* The same with N parameters <Parameter name="NAMES[i]" value="VALUES[i]"/> in order
- * (a NULL value is written as ""). vb_twiml_connect_stream is this with call_id alone. */
+ * (a NULL value is written as ""); with none, <Stream url="URL"/>. vb_twiml_connect_stream
+ * is this with call_id alone. */
 size_t vb_twiml_connect_stream_params(char *out, size_t cap, const char *stream_url,
                                       const char *const *names, const char *const *values,
                                       size_t n);

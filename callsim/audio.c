@@ -141,7 +141,22 @@ static int audio_alloc(vb_cs_audio_t *a, size_t samples, size_t turns)
     return 0;
 }
 
-int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts)
+/* Where speech starts in a turn: its first onset, or its start if it never gets loud. */
+static size_t first_onset(const int16_t *pcm, size_t n, double onset_dbfs)
+{
+    vb_cs_onset_t o;
+    int64_t at = 0;
+    vb_cs_onset_init(&o, onset_dbfs, 0);
+    for (size_t off = 0; off < n; off += VB_CS_FRAME) {
+        size_t k = n - off < VB_CS_FRAME ? n - off : VB_CS_FRAME;
+        if (vb_cs_onset_feed(&o, pcm + off, k, &at, 1) > 0) {
+            return (size_t)at;
+        }
+    }
+    return 0;
+}
+
+int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts, double onset_dbfs)
 {
     const size_t period = VB_CS_RATE * VB_CS_TONE_PERIOD_MS / 1000;
     const size_t burst = VB_CS_RATE * VB_CS_TONE_BURST_MS / 1000;
@@ -154,24 +169,11 @@ int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts)
         return rc;
     }
     vb_cs_audio_tone_fill(tone, burst, VB_CS_TONE_DBFS);
+    /* Found the way the agent's onsets are, so that the fade-in biases neither side. */
+    size_t onset = first_onset(tone, burst, onset_dbfs);
     for (int b = 0; b < bursts; b++) {
         vb_ulaw_encode(tone, burst, a->ulaw + (size_t)b * period);
-        a->onsets[a->nturns++] = (size_t)b * period;
-    }
-    return 0;
-}
-
-/* Where speech starts in a turn: its first onset, or its start if it never gets loud. */
-static size_t first_onset(const int16_t *pcm, size_t n, double onset_dbfs)
-{
-    vb_cs_onset_t o;
-    int64_t at = 0;
-    vb_cs_onset_init(&o, onset_dbfs, 0);
-    for (size_t off = 0; off < n; off += VB_CS_FRAME) {
-        size_t k = n - off < VB_CS_FRAME ? n - off : VB_CS_FRAME;
-        if (vb_cs_onset_feed(&o, pcm + off, k, &at, 1) > 0) {
-            return (size_t)at;
-        }
+        a->onsets[a->nturns++] = (size_t)b * period + onset;
     }
     return 0;
 }

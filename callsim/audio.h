@@ -17,9 +17,9 @@
 #define VB_CS_TONE_DBFS (-12.0)
 
 typedef struct {
-    uint8_t *ulaw;   /* LEN mu-law bytes */
-    size_t len;      /* samples; a multiple of VB_CS_FRAME */
-    size_t *onsets;  /* sequence offset where each turn's speech starts, ascending */
+    uint8_t *ulaw;  /* LEN mu-law bytes */
+    size_t len;     /* samples; a multiple of VB_CS_FRAME */
+    size_t *onsets; /* sequence offset where each turn's speech starts, ascending */
     size_t nturns;
 } vb_cs_audio_t;
 
@@ -29,8 +29,8 @@ typedef struct {
  * -ENOMEM. */
 int vb_cs_audio_from_wavs(vb_cs_audio_t *a, const vb_cs_wav_t *wavs, size_t n, int pause_ms,
                           double onset_dbfs);
-/* BURSTS periods of the test signal. 0 or -ENOMEM. */
-int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts);
+/* BURSTS periods of the test signal; turn onsets found at ONSET_DBFS. 0 or -ENOMEM. */
+int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts, double onset_dbfs);
 void vb_cs_audio_free(vb_cs_audio_t *a);
 
 /* The 160 bytes of the call's frame K: the sequence repeats when LOOP is set, else

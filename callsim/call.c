@@ -97,10 +97,14 @@ static vb_form_t *webhook_params(const vb_cs_call_t *c)
 {
     const vb_cs_opts_t *o = c->sim->o;
     const char *kv[][2] = {
-        {"AccountSid", c->sim->account_sid}, {"ApiVersion", "2010-04-01"},
-        {"CallSid", c->call_sid},            {"CallStatus", "ringing"},
-        {"Direction", "inbound"},            {"From", o->from},
-        {"To", o->to},                       {"Called", o->to},
+        {"AccountSid", c->sim->account_sid},
+        {"ApiVersion", "2010-04-01"},
+        {"CallSid", c->call_sid},
+        {"CallStatus", "ringing"},
+        {"Direction", "inbound"},
+        {"From", o->from},
+        {"To", o->to},
+        {"Called", o->to},
         {"Caller", o->from},
     };
     vb_form_t *f = vb_form_new();
@@ -176,11 +180,13 @@ static void on_twiml(vb_cs_call_t *c, const char *body, size_t len)
     }
     int rc = vb_cs_twiml_parse(body, len, t);
     if (rc < 0) {
-        vb_cs_call_end(c, VB_CS_FAILED, "webhook answer is not usable TwiML: %.*s",
-                       SAY_LOG_MAX, body);
+        vb_cs_call_end(c, VB_CS_FAILED, "webhook answer is not usable TwiML: %.*s", SAY_LOG_MAX,
+                       body);
     } else if (t->kind == VB_CS_TWIML_HANGUP) {
         vb_cs_call_end(c, VB_CS_REJECTED, "rejected: %.*s", SAY_LOG_MAX,
-                       t->say[0] ? t->say : t->verbs[0] ? t->verbs : "empty <Response>");
+                       t->say[0]     ? t->say
+                       : t->verbs[0] ? t->verbs
+                                     : "empty <Response>");
     } else {
         vb_cs_call_log(c, VB_LOG_INFO, "TwiML: Connect/Stream url=%s call_id=%s", t->url,
                        vb_cs_twiml_param(t, "call_id") ? vb_cs_twiml_param(t, "call_id") : "-");
@@ -282,7 +288,8 @@ void vb_cs_call_timeout(vb_cs_call_t *c)
     c->timed_out = 1;
     if (c->state == VB_CS_IDLE || c->state == VB_CS_WEBHOOK) {
         vb_cs_call_end(c, VB_CS_FAILED, "timed out %s",
-                       c->state == VB_CS_IDLE ? "before it started" : "waiting for the webhook");
+                       c->state == VB_CS_IDLE ? "before it started"
+                                              : "waiting for the webhook");
         return;
     }
     if (c->state == VB_CS_CONNECTING) {
@@ -292,7 +299,9 @@ void vb_cs_call_timeout(vb_cs_call_t *c)
         snprintf(c->reason, sizeof(c->reason), "timed out");
     }
     vb_cs_call_log(c, VB_LOG_WARN, "%s", c->reason);
-    if (c->ws != NULL && vb_ws_close(c->ws, 1001, "timeout") < 0) {
-        /* Already closing: on_close is on its way. */
+    if (c->state == VB_CS_STREAMING) {
+        vb_cs_stream_hang_up(c, 1001, "timeout");
+    } else if (c->ws != NULL) {
+        vb_ws_close(c->ws, 1001, "timeout"); /* -EPIPE if already closing: fine */
     }
 }

@@ -29,7 +29,7 @@ typedef struct request {
     vb_cs_http_t *h;
     CURL *easy;
     struct curl_slist *headers;
-    char *body;     /* the request body (copied) */
+    char *body; /* the request body (copied) */
     char *resp;
     size_t len, cap;
     char err[CURL_ERROR_SIZE];
@@ -46,7 +46,8 @@ static void check_done(vb_cs_http_t *h);
 static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
     vb_cs_http_t *h = arg;
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     curl_multi_socket_action(h->multi, fd, flags, &h->running);
     check_done(h);
 }

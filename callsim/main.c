@@ -47,7 +47,7 @@ static int load_audio(const vb_cs_opts_t *o, vb_cs_audio_t *a)
         return load_wavs(o, a);
     }
     /* With --duration the tone repeats, so one period is enough. */
-    int rc = vb_cs_audio_tone(a, o->duration_s > 0 ? 1 : o->bursts);
+    int rc = vb_cs_audio_tone(a, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs);
     if (rc < 0) {
         vb_log(VB_LOG_ERR, "cannot make the test signal: %s", strerror(-rc));
     }

@@ -61,38 +61,37 @@ static const struct option longopts[] = {
 
 void vb_cs_opts_usage(FILE *f)
 {
-    fputs(
-        "usage: voxbridge-callsim --url URL [options]\n"
-        "Places simulated Twilio calls: a signed voice webhook, then the Media Streams\n"
-        "WebSocket the TwiML names, with caller audio in real time. Progress goes to\n"
-        "stderr; the last line on stdout is a JSON summary. Exit 0 when every call was\n"
-        "answered and ended cleanly, 1 otherwise, 2 on bad usage.\n\n"
-        "  --url URL          http(s) base of the API listener (required)\n"
-        "  --public-url URL   base URL the signature is computed over (default: --url)\n"
-        "  --token TOKEN      Twilio auth token (default: $TWILIO_AUTH_TOKEN)\n"
-        "  --account-sid SID  AccountSid sent (default: random AC...)\n"
-        "  --to E164          called number (default " VB_CS_DEFAULT_TO ")\n"
-        "  --from E164        caller number (default " VB_CS_DEFAULT_FROM ")\n"
-        "  --wav FILE         caller turn (PCM16 or mu-law WAV; repeatable, in order)\n"
-        "  --pause-ms N       silence after each turn (default 800)\n"
-        "  --out FILE.wav     agent audio as heard (PCM16 8 kHz); FILE-N.wav per call\n"
-        "                     when --calls > 1\n"
-        "  --calls N          calls to place (default 1)\n"
-        "  --duration S       end each call after S seconds, repeating the caller audio\n"
-        "                     (default: when the audio is done plus 2 s)\n"
-        "  --ramp-ms N        spacing between call starts (default 20)\n"
-        "  --timeout S        overall limit (default: computed from the above + 30 s)\n"
-        "  --dtmf DIGITS      send these DTMF events after start\n"
-        "  --insecure         wss/https without certificate verification\n"
-        "  --ca-file FILE     CA bundle for wss/https verification\n"
-        "  --quiet            only warnings and errors on stderr\n"
-        "  --per-call         per_call in the summary even for more than 20 calls\n"
-        "  --bursts N         test-signal bursts without --wav/--duration (default 10)\n"
-        "  --onset-db DB      level that counts as speech onset (default -36 dBFS)\n"
-        "  --quiet-ms N       silence needed before an agent onset (default 200)\n"
-        "  --skip-onsets N    ignore the first N agent onsets per call (a greeting)\n"
-        "  --help             this text\n",
-        f);
+    fputs("usage: voxbridge-callsim --url URL [options]\n"
+          "Places simulated Twilio calls: a signed voice webhook, then the Media Streams\n"
+          "WebSocket the TwiML names, with caller audio in real time. Progress goes to\n"
+          "stderr; the last line on stdout is a JSON summary. Exit 0 when every call was\n"
+          "answered and ended cleanly, 1 otherwise, 2 on bad usage.\n\n"
+          "  --url URL          http(s) base of the API listener (required)\n"
+          "  --public-url URL   base URL the signature is computed over (default: --url)\n"
+          "  --token TOKEN      Twilio auth token (default: $TWILIO_AUTH_TOKEN)\n"
+          "  --account-sid SID  AccountSid sent (default: random AC...)\n"
+          "  --to E164          called number (default " VB_CS_DEFAULT_TO ")\n"
+          "  --from E164        caller number (default " VB_CS_DEFAULT_FROM ")\n"
+          "  --wav FILE         caller turn (PCM16 or mu-law WAV; repeatable, in order)\n"
+          "  --pause-ms N       silence after each turn (default 800)\n"
+          "  --out FILE.wav     agent audio as heard (PCM16 8 kHz); FILE-N.wav per call\n"
+          "                     when --calls > 1\n"
+          "  --calls N          calls to place (default 1)\n"
+          "  --duration S       end each call after S seconds, repeating the caller audio\n"
+          "                     (default: when the audio is done plus 2 s)\n"
+          "  --ramp-ms N        spacing between call starts (default 20)\n"
+          "  --timeout S        overall limit (default: computed from the above + 30 s)\n"
+          "  --dtmf DIGITS      send these DTMF events after start\n"
+          "  --insecure         wss/https without certificate verification\n"
+          "  --ca-file FILE     CA bundle for wss/https verification\n"
+          "  --quiet            only warnings and errors on stderr\n"
+          "  --per-call         per_call in the summary even for more than 20 calls\n"
+          "  --bursts N         test-signal bursts without --wav/--duration (default 10)\n"
+          "  --onset-db DB      level that counts as speech onset (default -36 dBFS)\n"
+          "  --quiet-ms N       silence needed before an agent onset (default 200)\n"
+          "  --skip-onsets N    ignore the first N agent onsets per call (a greeting)\n"
+          "  --help             this text\n",
+          f);
 }
 
 static void defaults(vb_cs_opts_t *o)
@@ -174,28 +173,55 @@ static int numeric(vb_cs_opts_t *o, int c, const char *arg)
 static int one(vb_cs_opts_t *o, int c, const char *arg)
 {
     switch (c) {
-    case OPT_URL: o->url = arg; return 0;
-    case OPT_PUBLIC_URL: o->public_url = arg; return 0;
-    case OPT_TOKEN: o->token = arg; return 0;
-    case OPT_ACCOUNT: o->account_sid = arg; return 0;
-    case OPT_TO: o->to = arg; return 0;
-    case OPT_FROM: o->from = arg; return 0;
-    case OPT_WAV: return take_wav(o, arg);
-    case OPT_OUT: o->out = arg; return 0;
-    case OPT_DTMF: o->dtmf = arg; return 0;
-    case OPT_INSECURE: o->insecure = 1; return 0;
-    case OPT_CA: o->ca_file = arg; return 0;
-    case OPT_QUIET: o->quiet = 1; return 0;
-    case OPT_PER_CALL: o->per_call = 1; return 0;
-    case OPT_HELP: return 1;
-    default: return numeric(o, c, arg);
+    case OPT_URL:
+        o->url = arg;
+        return 0;
+    case OPT_PUBLIC_URL:
+        o->public_url = arg;
+        return 0;
+    case OPT_TOKEN:
+        o->token = arg;
+        return 0;
+    case OPT_ACCOUNT:
+        o->account_sid = arg;
+        return 0;
+    case OPT_TO:
+        o->to = arg;
+        return 0;
+    case OPT_FROM:
+        o->from = arg;
+        return 0;
+    case OPT_WAV:
+        return take_wav(o, arg);
+    case OPT_OUT:
+        o->out = arg;
+        return 0;
+    case OPT_DTMF:
+        o->dtmf = arg;
+        return 0;
+    case OPT_INSECURE:
+        o->insecure = 1;
+        return 0;
+    case OPT_CA:
+        o->ca_file = arg;
+        return 0;
+    case OPT_QUIET:
+        o->quiet = 1;
+        return 0;
+    case OPT_PER_CALL:
+        o->per_call = 1;
+        return 0;
+    case OPT_HELP:
+        return 1;
+    default:
+        return numeric(o, c, arg);
     }
 }
 
 static int check(const vb_cs_opts_t *o, FILE *err)
 {
-    if (o->url == NULL || (strncmp(o->url, "http://", 7) != 0 &&
-                           strncmp(o->url, "https://", 8) != 0)) {
+    if (o->url == NULL ||
+        (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)) {
         fprintf(err, "voxbridge-callsim: --url http(s)://host:port is required\n");
         return -EINVAL;
     }

@@ -29,16 +29,16 @@ typedef struct {
     int calls;
     double duration_s; /* 0: audio length plus VB_CS_TAIL_MS */
     int ramp_ms;
-    double timeout_s;  /* 0: computed from calls, ramp and duration */
+    double timeout_s; /* 0: computed from calls, ramp and duration */
     const char *dtmf;
     int insecure;
     const char *ca_file;
     int quiet;
-    int per_call;      /* per_call in the summary even past 20 calls */
-    int bursts;        /* test-signal bursts when there is no --wav and no --duration */
+    int per_call; /* per_call in the summary even past 20 calls */
+    int bursts;   /* test-signal bursts when there is no --wav and no --duration */
     double onset_dbfs;
-    int quiet_ms;      /* silence before an agent onset counts */
-    int skip_onsets;   /* agent onsets to ignore at the start of each call (greeting) */
+    int quiet_ms;    /* silence before an agent onset counts */
+    int skip_onsets; /* agent onsets to ignore at the start of each call (greeting) */
 } vb_cs_opts_t;
 
 /* Parses ARGV into O (defaults first; pointers refer to ARGV or the environment).

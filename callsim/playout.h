@@ -38,7 +38,7 @@ typedef struct {
     int64_t empty_at;    /* when the queue last ran dry or was cleared; -1 before any audio */
     vb_cs_mark_t *marks; /* pending, ascending pos */
     size_t nmarks, mcap;
-    uint64_t dropped;    /* samples refused past VB_CS_PLAYOUT_MAX */
+    uint64_t dropped; /* samples refused past VB_CS_PLAYOUT_MAX */
     vb_cs_playout_cb_t cb;
 } vb_cs_playout_t;
 

@@ -64,7 +64,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (s->finished) {
         return;
     }
+    /* libevent measures the delay from its cached loop time, which is older than now:
+     * refresh it, or the tick fires early, finds its frames not yet due and they go out
+     * one tick late. */
     struct timeval tv;
+    event_base_update_cache_time(s->base);
     int64_t after = vb_cs_now_us();
     tv_from_us(&tv, vb_cs_sim_grid(s, after + 1) - after);
     evtimer_add(s->tick, &tv);
@@ -75,8 +79,7 @@ static void on_ramp(evutil_socket_t fd, short what, void *arg)
     vb_cs_sim_t *s = arg;
     int64_t ramp = (int64_t)s->o->ramp_ms * 1000;
     int64_t now = vb_cs_now_us();
-    while (s->started < s->o->calls && !s->timed_out &&
-           s->t_base + s->started * ramp <= now) {
+    while (s->started < s->o->calls && !s->timed_out && s->t_base + s->started * ramp <= now) {
         vb_cs_call_start(&s->calls[s->started++]);
     }
     if (s->started < s->o->calls && !s->timed_out) {
@@ -219,7 +222,7 @@ int vb_cs_sim_start(vb_cs_sim_t *s)
     evtimer_add(s->ramp, &tv);
     tv_from_us(&tv, VB_CS_TICK_US);
     evtimer_add(s->tick, &tv);
-    vb_log(VB_LOG_INFO, "%d call(s) to %s, %.1f s each, timeout %.0f s", o->calls, o->url,
+    vb_log(VB_LOG_INFO, "%d call(s) to %s, %.1f s each, timeout %.1f s", o->calls, o->url,
            vb_cs_sim_call_ms(o, s->audio) / 1000.0, limit);
     return 0;
 }

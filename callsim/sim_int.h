@@ -47,9 +47,9 @@ struct vb_cs_call {
     int in_list;
 
     char call_sid[40], stream_sid[40], call_id[80];
-    json_t *custom;    /* <Parameter>s besides call_id, or NULL */
-    int http_status;   /* 0: no response */
-    int close_code;    /* 0: no WebSocket */
+    json_t *custom;  /* <Parameter>s besides call_id, or NULL */
+    int http_status; /* 0: no response */
+    int close_code;  /* 0: no WebSocket */
     char close_reason[128];
     int timed_out;
     int server_closed; /* the server ended the stream before we did */
@@ -113,6 +113,9 @@ void vb_cs_stream_open(vb_cs_call_t *c, int64_t now);
 void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now);
 void vb_cs_stream_message(vb_cs_call_t *c, int is_text, const uint8_t *data, size_t len,
                           int64_t now);
+/* Sends stop and closes the WebSocket with CODE (WHY may be NULL), as Twilio does at
+ * hang-up; the call ends when the close handshake does. Only while STREAMING. */
+void vb_cs_stream_hang_up(vb_cs_call_t *c, int code, const char *why);
 /* The stream is gone: play out what is due and close the --out file. */
 void vb_cs_stream_end(vb_cs_call_t *c, int64_t now);
 

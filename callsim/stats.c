@@ -45,6 +45,7 @@ void vb_cs_onset_init(vb_cs_onset_t *o, double on_dbfs, int quiet_ms)
     const double fs = 32768.0 * 32768.0;
     memset(o, 0, sizeof(*o));
     o->on_energy = fs * pow(10.0, on_dbfs / 10.0);
+    o->on_amp = sqrt(o->on_energy);
     o->quiet_energy = fs * pow(10.0, (on_dbfs - 10.0) / 10.0);
     o->quiet_need = (quiet_ms * 8 + VB_CS_ONSET_WIN - 1) / VB_CS_ONSET_WIN;
     o->armed = 1;
@@ -69,19 +70,32 @@ static int onset_window(vb_cs_onset_t *o, double energy)
     return 0;
 }
 
+/* The onset in the last two windows (o->pos is just past the loud one). */
+static int64_t onset_position(const vb_cs_onset_t *o)
+{
+    int64_t first = o->pos - 2 * VB_CS_ONSET_WIN;
+    for (int64_t p = first < 0 ? 0 : first; p < o->pos; p++) {
+        if (fabs((double)o->hist[p % (2 * VB_CS_ONSET_WIN)]) >= o->on_amp) {
+            return p;
+        }
+    }
+    return o->pos - VB_CS_ONSET_WIN;
+}
+
 size_t vb_cs_onset_feed(vb_cs_onset_t *o, const int16_t *pcm, size_t n, int64_t *out,
                         size_t cap)
 {
     size_t found = 0;
     for (size_t i = 0; i < n; i++) {
         o->acc += (double)pcm[i] * pcm[i];
+        o->hist[o->pos % (2 * VB_CS_ONSET_WIN)] = pcm[i];
         o->pos++;
         if (++o->fill < VB_CS_ONSET_WIN) {
             continue;
         }
         if (onset_window(o, o->acc / VB_CS_ONSET_WIN)) {
             if (found < cap) {
-                out[found] = o->pos - VB_CS_ONSET_WIN;
+                out[found] = onset_position(o);
             }
             found++;
         }
@@ -184,13 +198,14 @@ int vb_cs_rtt_onset(vb_cs_rtt_t *r, int64_t at)
         return 0;
     }
     size_t k = 0;
-    while (k < r->n && r->turns[k] <= at) {
+    while (k < r->n && r->turns[k] <= at + VB_CS_ONSET_WIN) {
         k++;
     }
     if (k == 0) {
         return 0;
     }
-    vb_cs_lat_add(&r->lat, VB_CS_MS(at - r->turns[k - 1]));
+    int64_t rtt = at - r->turns[k - 1];
+    vb_cs_lat_add(&r->lat, VB_CS_MS(rtt > 0 ? rtt : 0));
     r->unanswered += k - 1;
     memmove(r->turns, r->turns + k, (r->n - k) * sizeof(*r->turns));
     r->n -= k;

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define VB_CS_MS(samples) ((double)(samples) / 8.0)
-#define VB_CS_SAMPLES(ms) ((int64_t)(ms) * 8)
+#define VB_CS_SAMPLES(ms) ((int64_t)(ms)*8)
 
 /* Gaps longer than this count in gaps_over. */
 #define VB_CS_GAP_MS 40
@@ -44,20 +44,24 @@ void vb_cs_rx_clear(vb_cs_rx_t *rx);
 
 typedef struct {
     double on_energy;    /* mean square above which a window is loud */
+    double on_amp;       /* its RMS: the first sample this loud marks the onset */
     double quiet_energy; /* mean square below which a window is quiet */
     int quiet_need;      /* quiet windows in a row that re-arm the detector */
     int quiet_run;
     int armed;
-    int64_t pos;  /* samples consumed */
-    double acc;   /* sum of squares in the current window */
-    int fill;     /* samples in the current window */
+    int64_t pos; /* samples consumed */
+    double acc;  /* sum of squares in the current window */
+    int fill;    /* samples in the current window */
+    int16_t hist[2 * VB_CS_ONSET_WIN]; /* the last two windows, ring by pos */
 } vb_cs_onset_t;
 
 /* ON_DBFS: a window whose RMS is above this (dB relative to full scale) is loud; quiet is
  * 10 dB lower and must last QUIET_MS before the next onset. The stream starts armed. */
 void vb_cs_onset_init(vb_cs_onset_t *o, double on_dbfs, int quiet_ms);
-/* Feeds N samples; writes the positions of the onsets found (start of their window) to
- * OUT, up to CAP of them, and returns how many were found. */
+/* Feeds N samples; writes the positions of the onsets found to OUT, up to CAP of them,
+ * and returns how many were found. An onset is where a loud window follows enough quiet
+ * ones; its position is the first sample at the loud level in that window or the one
+ * before (so it does not depend on where the windows fall), else the window's start. */
 size_t vb_cs_onset_feed(vb_cs_onset_t *o, const int16_t *pcm, size_t n, int64_t *out,
                         size_t cap);
 
@@ -78,7 +82,7 @@ void vb_cs_lat_free(vb_cs_lat_t *l);
 typedef struct {
     int64_t *turns; /* caller turn onsets not yet answered, ascending */
     size_t n, cap;
-    int skip;       /* agent onsets still to ignore (e.g. a greeting) */
+    int skip;            /* agent onsets still to ignore (e.g. a greeting) */
     uint64_t unanswered; /* caller turns superseded by a later turn before any reply */
     vb_cs_lat_t lat;
 } vb_cs_rtt_t;
@@ -86,9 +90,10 @@ typedef struct {
 void vb_cs_rtt_init(vb_cs_rtt_t *r, int skip);
 /* A caller turn started at AT. 0 or -ENOMEM. */
 int vb_cs_rtt_turn(vb_cs_rtt_t *r, int64_t at);
-/* The agent's audio started at AT: if a turn started at or before AT, the latest such
- * turn is answered and AT minus its start is recorded; older turns count as unanswered.
- * Returns 1 when a round trip was recorded. */
+/* The agent's audio started at AT: if a turn started at or before AT (or up to one onset
+ * window after it: detection jitter when the reply is immediate), the latest such turn is
+ * answered and AT minus its start (at least 0) is recorded; older turns count as
+ * unanswered. Returns 1 when a round trip was recorded. */
 int vb_cs_rtt_onset(vb_cs_rtt_t *r, int64_t at);
 void vb_cs_rtt_free(vb_cs_rtt_t *r);
 

@@ -17,7 +17,9 @@
 #define DTMF_GAP_FRAMES 5   /* 100 ms between digits */
 #define DTMF_WAIT_FRAMES 25 /* 'w': 500 ms */
 #define MAX_ONSETS 16
-#define BAD_LOG_MAX 3       /* per call */
+#define BAD_LOG_MAX 3 /* per call */
+/* A tick that fires this much before its grid time still sends that slot's frame. */
+#define TICK_SLACK_US 2000
 
 static char msgbuf[MSG_CAP];
 static vb_ms_msg_t msg;
@@ -120,8 +122,8 @@ static void send_start(vb_cs_call_t *c)
     const char *acct = c->sim->account_sid;
     if (c->custom == NULL) {
         send_text(c, msgbuf,
-                  vb_ms_build_start(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, acct,
-                                    c->call_sid, c->call_id));
+                  vb_ms_build_start(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, acct, c->call_sid,
+                                    c->call_id));
         return;
     }
     /* More <Parameter>s than call_id: Twilio passes them all in customParameters. */
@@ -130,12 +132,12 @@ static void send_start(vb_cs_call_t *c)
     }
     char seq[16];
     snprintf(seq, sizeof(seq), "%u", ++c->seq);
-    json_t *m = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:[s],s:O,s:{s:s,s:i,s:i}},s:s}", "event",
-                          "start", "sequenceNumber", seq, "start", "accountSid", acct,
-                          "streamSid", c->stream_sid, "callSid", c->call_sid, "tracks",
-                          "inbound", "customParameters", c->custom, "mediaFormat", "encoding",
-                          "audio/x-mulaw", "sampleRate", VB_CS_RATE, "channels", 1,
-                          "streamSid", c->stream_sid);
+    json_t *m =
+        json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:[s],s:O,s:{s:s,s:i,s:i}},s:s}", "event", "start",
+                  "sequenceNumber", seq, "start", "accountSid", acct, "streamSid",
+                  c->stream_sid, "callSid", c->call_sid, "tracks", "inbound",
+                  "customParameters", c->custom, "mediaFormat", "encoding", "audio/x-mulaw",
+                  "sampleRate", VB_CS_RATE, "channels", 1, "streamSid", c->stream_sid);
     char *s = m ? json_dumps(m, JSON_COMPACT) : NULL;
     send_text(c, s ? s : "", s ? strlen(s) : 0);
     free(s);
@@ -164,9 +166,9 @@ static void send_frame(vb_cs_call_t *c, int64_t now)
     if (off >= 0) {
         vb_cs_rtt_turn(&c->rtt, timeline(c, now) + off);
     }
-    size_t n = vb_ms_build_media_in(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, (uint32_t)(k + 1),
-                                    (uint32_t)(k * 20), vb_cs_audio_frame(a, k, c->loop),
-                                    VB_CS_FRAME);
+    size_t n =
+        vb_ms_build_media_in(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, (uint32_t)(k + 1),
+                             (uint32_t)(k * 20), vb_cs_audio_frame(a, k, c->loop), VB_CS_FRAME);
     send_text(c, msgbuf, n);
 }
 
@@ -183,25 +185,27 @@ static void send_dtmf(vb_cs_call_t *c)
     send_text(c, msgbuf, vb_ms_build_dtmf(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, digit));
 }
 
-/* All frames sent: stop, then close the WebSocket as Twilio does at hang-up. */
-static void hang_up(vb_cs_call_t *c)
+void vb_cs_stream_hang_up(vb_cs_call_t *c, int code, const char *why)
 {
+    if (c->state != VB_CS_STREAMING) {
+        return;
+    }
     c->state = VB_CS_CLOSING;
     vb_cs_sim_streaming(c->sim, c, 0);
     send_text(c, msgbuf,
               vb_ms_build_stop(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, c->sim->account_sid,
                                c->call_sid));
-    vb_cs_call_log(c, VB_LOG_INFO, "hanging up after %llu frames",
-                   (unsigned long long)c->sent);
+    vb_cs_call_log(c, VB_LOG_INFO, "hanging up after %llu frames%s%s",
+                   (unsigned long long)c->sent, why ? ": " : "", why ? why : "");
     if (c->ws != NULL) {
-        vb_ws_close(c->ws, 1000, NULL);
+        vb_ws_close(c->ws, code, why);
     }
 }
 
 void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
 {
     while (c->state == VB_CS_STREAMING && c->sent < c->total_frames &&
-           c->t0 + (int64_t)c->sent * VB_CS_TICK_US <= now) {
+           c->t0 + (int64_t)c->sent * VB_CS_TICK_US <= now + TICK_SLACK_US) {
         send_frame(c, now);
         if (c->dtmf_next != NULL && *c->dtmf_next != '\0' && c->sent >= c->dtmf_frame) {
             send_dtmf(c);
@@ -209,7 +213,7 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
     }
     vb_cs_playout_advance(&c->play, timeline(c, now));
     if (c->state == VB_CS_STREAMING && c->sent >= c->total_frames) {
-        hang_up(c);
+        vb_cs_stream_hang_up(c, 1000, NULL);
     }
 }
 

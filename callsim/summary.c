@@ -46,12 +46,12 @@ static double ms_between(int64_t a, int64_t b)
 
 static json_t *call_object(vb_cs_call_t *c)
 {
-    json_t *o = json_pack(
-        "{s:i,s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:b,s:b}", "call", c->n, "result",
-        result_name(c->result), "reason", c->reason, "call_sid", c->call_sid, "stream_sid",
-        c->stream_sid, "call_id", c->call_id, "http_status", c->http_status, "close_code",
-        c->close_code, "close_reason", c->close_reason, "server_closed", c->server_closed,
-        "timed_out", c->timed_out);
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:b,s:b}", "call", c->n,
+                          "result", result_name(c->result), "reason", c->reason, "call_sid",
+                          c->call_sid, "stream_sid", c->t_open != 0 ? c->stream_sid : "",
+                          "call_id", c->call_id, "http_status", c->http_status, "close_code",
+                          c->close_code, "close_reason", c->close_reason, "server_closed",
+                          c->server_closed, "timed_out", c->timed_out);
     json_t *n = json_pack(
         "{s:I,s:I,s:f,s:I,s:f,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:f,s:f,s:f,s:f}",
         "frames_sent", (json_int_t)c->sent, "frames_received", (json_int_t)c->rx.messages,
@@ -60,11 +60,11 @@ static json_t *call_object(vb_cs_call_t *c)
         "late_frames", (json_int_t)c->rx.late, "underrun_ms",
         round1(VB_CS_MS(c->rx.underrun_samples)), "marks_received",
         (json_int_t)c->marks_received, "marks_answered", (json_int_t)c->marks_answered,
-        "clears", (json_int_t)c->clears, "dtmf_sent", (json_int_t)c->dtmf_sent,
-        "bad_messages", (json_int_t)c->bad_messages, "unanswered_turns",
-        (json_int_t)c->rtt.unanswered, "rtt_ms", rtt_object(&c->rtt.lat), "webhook_ms",
-        ms_between(c->t_start, c->t_webhook), "connect_ms", ms_between(c->t_webhook, c->t_open),
-        "duration_ms", ms_between(c->t_open, c->t_end), "send_lag_max_ms",
+        "clears", (json_int_t)c->clears, "dtmf_sent", (json_int_t)c->dtmf_sent, "bad_messages",
+        (json_int_t)c->bad_messages, "unanswered_turns", (json_int_t)c->rtt.unanswered,
+        "rtt_ms", rtt_object(&c->rtt.lat), "webhook_ms", ms_between(c->t_start, c->t_webhook),
+        "connect_ms", ms_between(c->t_webhook, c->t_open), "duration_ms",
+        ms_between(c->t_open, c->t_end), "send_lag_max_ms",
         round1((double)c->lag_max_us / 1000.0));
     json_object_update(o, n);
     json_decref(n);
@@ -97,14 +97,14 @@ static void add_call(totals_t *t, const vb_cs_call_t *c)
 static json_t *totals_object(const totals_t *t, int calls, int clean, vb_cs_lat_t *all)
 {
     return json_pack("{s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:f,s:I,s:f,s:f,s:I,s:I,s:I,s:I,s:o,s:f}",
-                     "calls", calls, "answered", t->answered, "rejected", t->rejected,
-                     "failed", t->failed, "clean", clean, "frames_sent", t->frames_sent,
+                     "calls", calls, "answered", t->answered, "rejected", t->rejected, "failed",
+                     t->failed, "clean", clean, "frames_sent", t->frames_sent,
                      "frames_received", t->frames_received, "audio_ms_received",
-                     round1((double)t->samples / 8.0), "gaps_over_40ms", t->gaps,
-                     "max_gap_ms", round1(t->max_gap_ms), "underrun_ms",
-                     round1(t->underrun_ms), "late_frames", t->late, "marks_answered",
-                     t->marks, "clears", t->clears, "unanswered_turns", t->unanswered,
-                     "rtt_ms", rtt_object(all), "send_lag_max_ms", round1(t->lag_max_ms));
+                     round1((double)t->samples / 8.0), "gaps_over_40ms", t->gaps, "max_gap_ms",
+                     round1(t->max_gap_ms), "underrun_ms", round1(t->underrun_ms),
+                     "late_frames", t->late, "marks_answered", t->marks, "clears", t->clears,
+                     "unanswered_turns", t->unanswered, "rtt_ms", rtt_object(all),
+                     "send_lag_max_ms", round1(t->lag_max_ms));
 }
 
 json_t *vb_cs_sim_summary(vb_cs_sim_t *s)

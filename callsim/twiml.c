@@ -7,9 +7,9 @@
 
 typedef struct {
     const char *p, *end;
-    int depth;          /* elements open inside <Response> */
+    int depth; /* elements open inside <Response> */
     int in_response;
-    int in_connect;     /* depth of <Connect>, 0 when outside */
+    int in_connect; /* depth of <Connect>, 0 when outside */
     int in_stream;
     int in_say;
     int saw_response;
@@ -22,7 +22,8 @@ static void unescape(const char *s, const char *e, char *out, size_t cap)
     static const struct {
         const char *ent;
         char c;
-    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    } ents[] = {
+        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
     size_t n = 0;
     while (s < e && n + 1 < cap) {
         char c = *s;

@@ -22,11 +22,11 @@ typedef struct {
 
 typedef struct {
     int kind;
-    char url[1024];                   /* the Stream url */
+    char url[1024]; /* the Stream url */
     vb_cs_twiml_param_t params[VB_CS_TWIML_MAX_PARAMS];
     int nparams;
-    char say[512];                    /* text of the <Say> verbs, joined by a space */
-    char verbs[256];                  /* the top-level verbs, space separated, for logs */
+    char say[512];   /* text of the <Say> verbs, joined by a space */
+    char verbs[256]; /* the top-level verbs, space separated, for logs */
 } vb_cs_twiml_t;
 
 /* Parses XML (LEN bytes). 0, or -EINVAL when it is not a <Response> document or a

@@ -13,12 +13,12 @@
 #define VB_CS_WAV_ULAW 7 /* WAVE_FORMAT_MULAW */
 
 typedef struct {
-    int format;          /* VB_CS_WAV_PCM or VB_CS_WAV_ULAW */
+    int format; /* VB_CS_WAV_PCM or VB_CS_WAV_ULAW */
     unsigned channels;
     unsigned rate;
-    unsigned bits;       /* 16 for PCM, 8 for mu-law */
-    uint8_t *data;       /* the "data" chunk, malloc'd */
-    size_t len;          /* bytes in data, whole sample frames only */
+    unsigned bits; /* 16 for PCM, 8 for mu-law */
+    uint8_t *data; /* the "data" chunk, malloc'd */
+    size_t len;    /* bytes in data, whole sample frames only */
 } vb_cs_wav_t;
 
 /* Parses a whole RIFF/WAVE image (BUF, LEN bytes); WAVE_FORMAT_EXTENSIBLE is mapped to its

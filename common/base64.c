@@ -9,6 +9,7 @@ static const char enc_alphabet[64] =
 
 /* 0..63 for alphabet characters, 0xFF for everything else (including '='). */
 #define XX 0xFF
+/* clang-format off */
 static const uint8_t dec_table[256] = {
     XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, /* 0x00 */
     XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, /* 0x10 */
@@ -27,6 +28,7 @@ static const uint8_t dec_table[256] = {
     XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
     XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
 };
+/* clang-format on */
 #undef XX
 
 size_t vb_base64_encode(const uint8_t *in, size_t n, char *out)

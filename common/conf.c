@@ -6,6 +6,7 @@
 #include "common/role.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -104,6 +105,9 @@ static const asst_key_t asst_keys[] = {
     {"voice", T_STR, AOFF(voice), "espeak-ng voice of the local TTS"},
     {"rate", T_INT, AOFF(rate), "words per minute of the local TTS (80-450)"},
     {"echo_delay_ms", T_INT, AOFF(echo_delay_ms), "echo mode: delay before playback (0-5000)"},
+    {"fallback", T_STR, AOFF(fallback), "local mode: reply when no intent matches"},
+    {"language", T_STR, AOFF(language), "language of the assistant (BCP 47, e.g. en-US)"},
+    {"intents_file", T_STR, 0, 0, "local mode: JSON file of intents (patterns, reply, end_call)"},
 };
 
 #define N_ASST_KEYS (sizeof(asst_keys) / sizeof(asst_keys[0]))
@@ -224,8 +228,34 @@ static vb_assistant_t *assistant_get(vb_conf_t *conf, const char *name, size_t n
     memcpy(a->name, name, namelen);
     a->mode = VB_ASSISTANT_ECHO;
     snprintf(a->voice, sizeof(a->voice), "en-us");
+    snprintf(a->language, sizeof(a->language), "en-US");
+    snprintf(a->intents_json, sizeof(a->intents_json), "[]");
     a->rate = 175;
     return a;
+}
+
+/* The intents of a config-file assistant live in a JSON file of their own. */
+static int load_intents(vb_assistant_t *a, const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return fail(why, whylen, "cannot read %s: %s", path, strerror(errno));
+    }
+    size_t n = fread(a->intents_json, 1, sizeof(a->intents_json), f);
+    fclose(f);
+    if (n == sizeof(a->intents_json)) {
+        return fail(why, whylen, "%s is larger than %d bytes", path, VB_INTENTS_MAX - 1);
+    }
+    a->intents_json[n] = '\0';
+    json_error_t jerr;
+    json_t *j = json_loads(a->intents_json, 0, &jerr);
+    int ok = json_is_array(j);
+    json_decref(j);
+    if (!ok) {
+        return fail(why, whylen, "%s: not a JSON array of intents (line %d: %s)", path, jerr.line,
+                    jerr.text);
+    }
+    return 0;
 }
 
 static int set_assistant_key(vb_assistant_t *a, const char *key, const char *v, char *why,
@@ -241,6 +271,9 @@ static int set_assistant_key(vb_assistant_t *a, const char *key, const char *v, 
             return fail(why, whylen, "expected echo or local");
         }
         return 0;
+    }
+    if (strcmp(key, "intents_file") == 0) {
+        return load_intents(a, v, why, whylen);
     }
     for (size_t i = 0; i < N_ASST_KEYS; i++) {
         const asst_key_t *k = &asst_keys[i];

@@ -13,13 +13,22 @@
 
 typedef enum { VB_ASSISTANT_ECHO = 0, VB_ASSISTANT_LOCAL = 1 } vb_assistant_mode_t;
 
+#define VB_INTENTS_MAX 8192
+
 typedef struct {
     char name[64];
+    char id[40];          /* database id (uuid), "" for assistants from the config file */
+    long long revision;   /* bumped on every change in the database; 0 from the file */
     vb_assistant_mode_t mode;
     char first_message[VB_CONF_STR];
-    char voice[64];
-    int rate;          /* words per minute for the local voice */
-    int echo_delay_ms; /* echo mode: how long the broker holds audio before playing it back */
+    char fallback[VB_CONF_STR]; /* local engine: reply when no intent matches */
+    char voice[64];       /* espeak-ng voice, e.g. en-us, en-gb+f2 */
+    char language[16];    /* BCP 47, e.g. en-US */
+    int rate;             /* words per minute for the local voice */
+    int echo_delay_ms;    /* echo mode: how long the broker holds audio before playing it back */
+    /* local engine intents, JSON: [{"name":"hours","patterns":["what are your hours",...],
+     * "reply":"We are open ...","end_call":false}, ...] */
+    char intents_json[VB_INTENTS_MAX];
 } vb_assistant_t;
 
 typedef struct {

@@ -8,6 +8,7 @@
 #define ULAW_BIAS 0x84
 #define ULAW_CLIP 32635
 
+/* clang-format off */
 const int16_t vb_ulaw_table[256] = {
     -32124, -31100, -30076, -29052, -28028, -27004, -25980, -24956,
     -23932, -22908, -21884, -20860, -19836, -18812, -17788, -16764,
@@ -42,6 +43,7 @@ const int16_t vb_ulaw_table[256] = {
        120,    112,    104,     96,     88,     80,     72,     64,
         56,     48,     40,     32,     24,     16,      8,      0
 };
+/* clang-format on */
 
 uint8_t vb_pcm_to_ulaw(int16_t pcm)
 {
@@ -57,7 +59,7 @@ uint8_t vb_pcm_to_ulaw(int16_t pcm)
     v += ULAW_BIAS; /* now 132..32767: the highest bit is bit 7..14 */
     int seg = 31 - __builtin_clz((unsigned)v) - 7;
     int mant = (v >> (seg + 3)) & 0x0F;
-    return (uint8_t)~(sign | (seg << 4) | mant);
+    return (uint8_t) ~(sign | (seg << 4) | mant);
 }
 
 void vb_ulaw_decode(const uint8_t *in, size_t n, int16_t *out)

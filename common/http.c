@@ -18,14 +18,14 @@
 enum {
     BODY_NONE = 0,
     BODY_CL,
-    CH_SIZE,     /* chunk-size digits */
-    CH_SIZE_WS,  /* whitespace after the digits */
-    CH_EXT,      /* chunk extension up to CRLF */
-    CH_SIZE_LF,  /* CR seen on the size line */
-    CH_DATA,     /* chunk data */
-    CH_DATA_CR,  /* CRLF after the data */
+    CH_SIZE,    /* chunk-size digits */
+    CH_SIZE_WS, /* whitespace after the digits */
+    CH_EXT,     /* chunk extension up to CRLF */
+    CH_SIZE_LF, /* CR seen on the size line */
+    CH_DATA,    /* chunk data */
+    CH_DATA_CR, /* CRLF after the data */
     CH_DATA_LF,
-    CH_TRAILER,  /* trailer lines until an empty one */
+    CH_TRAILER, /* trailer lines until an empty one */
 };
 
 #define MAX_CHUNK_LINE 4096
@@ -119,20 +119,47 @@ const char *vb_http_status_text(int status)
         int code;
         const char *text;
     } texts[] = {
-        {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
-        {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
-        {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
-        {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
-        {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"},
-        {404, "Not Found"}, {405, "Method Not Allowed"}, {406, "Not Acceptable"},
-        {408, "Request Timeout"}, {409, "Conflict"}, {410, "Gone"}, {411, "Length Required"},
-        {412, "Precondition Failed"}, {413, "Content Too Large"}, {414, "URI Too Long"},
-        {415, "Unsupported Media Type"}, {416, "Range Not Satisfiable"},
-        {417, "Expectation Failed"}, {422, "Unprocessable Content"}, {426, "Upgrade Required"},
-        {428, "Precondition Required"}, {429, "Too Many Requests"},
-        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
-        {501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
-        {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {206, "Partial Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {303, "See Other"},
+        {304, "Not Modified"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {402, "Payment Required"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {406, "Not Acceptable"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {411, "Length Required"},
+        {412, "Precondition Failed"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {416, "Range Not Satisfiable"},
+        {417, "Expectation Failed"},
+        {422, "Unprocessable Content"},
+        {426, "Upgrade Required"},
+        {428, "Precondition Required"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         if (texts[i].code == status) {
@@ -229,8 +256,8 @@ static void set_fail(vb_http_parser_t *p, int status, const char *reason)
 
 static int method_known(const char *m)
 {
-    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
-                                        "OPTIONS"};
+    static const char *const known[] = {"GET",    "HEAD",  "POST",   "PUT",
+                                        "DELETE", "PATCH", "OPTIONS"};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (strcmp(m, known[i]) == 0) {
             return 1;
@@ -241,8 +268,8 @@ static int method_known(const char *m)
 
 static int parse_version(vb_http_parser_t *p, const char *v)
 {
-    if (strncmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
-        v[7] < '0' || v[7] > '9' || v[8] != '\0') {
+    if (strncmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' ||
+        v[7] > '9' || v[8] != '\0') {
         set_fail(p, 400, "malformed HTTP version");
         return -1;
     }

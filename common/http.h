@@ -50,7 +50,7 @@ enum {
 
 typedef struct vb_http_parser {
     int state;
-    int error_status; /* 400, 413, 414, 431, 417, 501 or 505 when state == ERROR */
+    int error_status;         /* 400, 413, 414, 431, 417, 501 or 505 when state == ERROR */
     const char *error_reason; /* short static text, for logs */
     vb_http_req_t req;
     /* private below */

@@ -76,8 +76,8 @@ static void limits_fill(vb_http_limits_t *dst, const vb_http_limits_t *src)
     }
     dst->max_header_bytes = src->max_header_bytes ? src->max_header_bytes : d.max_header_bytes;
     dst->max_body_bytes = src->max_body_bytes ? src->max_body_bytes : d.max_body_bytes;
-    dst->request_timeout_s = src->request_timeout_s > 0 ? src->request_timeout_s
-                                                        : d.request_timeout_s;
+    dst->request_timeout_s =
+        src->request_timeout_s > 0 ? src->request_timeout_s : d.request_timeout_s;
     dst->idle_timeout_s = src->idle_timeout_s > 0 ? src->idle_timeout_s : d.idle_timeout_s;
     dst->max_output_bytes = src->max_output_bytes ? src->max_output_bytes : d.max_output_bytes;
 }
@@ -211,8 +211,9 @@ static int extra_says_close(const char *extra)
     return 0;
 }
 
-static void write_response(struct evbuffer *out, int status, const char *ctype, const void *body,
-                           size_t len, const char *extra, int close, int head_only)
+static void write_response(struct evbuffer *out, int status, const char *ctype,
+                           const void *body, size_t len, const char *extra, int close,
+                           int head_only)
 {
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, vb_http_status_text(status));
     add_date(out);

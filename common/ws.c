@@ -61,8 +61,8 @@ struct vb_ws {
     int is_server;
     int state;
     int in_recv;
-    int local_close;    /* we started the close: close_code is ours */
-    int peer_close;     /* the peer started it */
+    int local_close; /* we started the close: close_code is ours */
+    int peer_close;  /* the peer started it */
     int close_code;
     char close_reason[124];
     int final_code;
@@ -328,7 +328,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
                        void *user)
 {
     vb_ws_t *ws = user;
-    int n = evbuffer_remove(ws->in, buf, len);
+    int n = ws->in != NULL ? evbuffer_remove(ws->in, buf, len) : 0; /* NULL: aborted */
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -340,7 +340,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
                        void *user)
 {
     vb_ws_t *ws = user;
-    if (evbuffer_add(ws->out, data, len) < 0) {
+    if (ws->out == NULL || evbuffer_add(ws->out, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -357,6 +357,11 @@ static void on_frame_start_cb(wslay_event_context_ptr ctx,
 {
     vb_ws_t *ws = user;
     ws->frame_ctrl = (a->opcode & 0x08) != 0;
+    if (a->opcode == WSLAY_CONNECTION_CLOSE && a->payload_length == 1) {
+        /* half a status code: wslay would answer with an empty close */
+        start_close(ws, 1002, "bad close frame", 1);
+        return;
+    }
     if (ws->frame_ctrl || ws->msg_fail) {
         return;
     }
@@ -429,9 +434,8 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 
 static int make_ctx(vb_ws_t *ws)
 {
-    struct wslay_event_callbacks cbs = {recv_cb,           send_cb,           genmask_cb,
-                                        on_frame_start_cb, on_frame_chunk_cb, NULL,
-                                        on_msg_cb};
+    struct wslay_event_callbacks cbs = {
+        recv_cb, send_cb, genmask_cb, on_frame_start_cb, on_frame_chunk_cb, NULL, on_msg_cb};
     int r = ws->is_server ? wslay_event_context_server_init(&ws->ctx, &cbs, ws)
                           : wslay_event_context_client_init(&ws->ctx, &cbs, ws);
     if (r != 0) {
@@ -494,8 +498,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-static vb_ws_t *ws_alloc(struct event_base *base, size_t max_message, const vb_ws_callbacks_t *cb,
-                         void *arg)
+static vb_ws_t *ws_alloc(struct event_base *base, size_t max_message,
+                         const vb_ws_callbacks_t *cb, void *arg)
 {
     vb_ws_t *ws = calloc(1, sizeof(*ws));
     if (ws == NULL) {
@@ -527,7 +531,8 @@ static void attach_bev(vb_ws_t *ws, struct bufferevent *bev)
 static int key_valid(const char *key)
 {
     unsigned char raw[20];
-    if (key == NULL || strlen(key) != 24 || key[22] != '=' || key[23] != '=' || key[21] == '=') {
+    if (key == NULL || strlen(key) != 24 || key[22] != '=' || key[23] != '=' ||
+        key[21] == '=') {
         return 0;
     }
     return EVP_DecodeBlock(raw, (const unsigned char *)key, 24) == 18;
@@ -740,7 +745,8 @@ static int parse_response_head(vb_ws_t *ws)
         return -1;
     }
     ws->resp_status = status;
-    while ((line = strtok_r(NULL, "\r\n", &save)) != NULL && ws->n_resp_hdrs < MAX_RESP_HEADERS) {
+    while ((line = strtok_r(NULL, "\r\n", &save)) != NULL &&
+           ws->n_resp_hdrs < MAX_RESP_HEADERS) {
         char *colon = strchr(line, ':');
         if (colon == NULL) {
             continue;
@@ -793,8 +799,11 @@ static void check_response(vb_ws_t *ws)
     }
     vb_ws_accept_key(ws->key, expect);
     const char *acc = vb_ws_response_header(ws, "Sec-WebSocket-Accept");
-    if (acc == NULL || strcmp(acc, expect) != 0 || !resp_has_token(ws, "Upgrade", "websocket") ||
-        !resp_has_token(ws, "Connection", "upgrade")) {
+    /* We offer no extension, so the server may not pick one (RFC 6455 4.1). */
+    if (acc == NULL || strcmp(acc, expect) != 0 ||
+        !resp_has_token(ws, "Upgrade", "websocket") ||
+        !resp_has_token(ws, "Connection", "upgrade") ||
+        vb_ws_response_header(ws, "Sec-WebSocket-Extensions") != NULL) {
         VB_STAT_INC(ws_protocol_errors);
         finish(ws, 1002, "bad handshake response");
         return;

@@ -69,13 +69,18 @@ fuzz-media-replay: fuzz-media
 fuzz-media-run: fuzz-media
 	@for f in $(MEDIA_FUZZERS); do \
 	  mkdir -p tests/fuzz/corpus-new/$$f; \
-	  tests/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-new/$$f \
+	  dict=; test -f $(srcdir)/tests/fuzz/dicts/$$f.dict && dict=-dict=$(srcdir)/tests/fuzz/dicts/$$f.dict; \
+	  tests/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$dict tests/fuzz/corpus-new/$$f \
 	    $(srcdir)/tests/fuzz/corpus/$$f || exit 1; \
 	done
 
-EXTRA_DIST += tests/fuzz/fuzz_mstream.c tests/fuzz/fuzz_form_sig.c tests/fuzz/fuzz_base64.c \
+EXTRA_DIST += tests/fuzz/fuzz_mstream.c tests/fuzz/dicts/fuzz_mstream.dict \
+	tests/fuzz/fuzz_form_sig.c tests/fuzz/fuzz_base64.c \
 	tests/fuzz/fuzz_g711_resample.c tests/fuzz/corpus/fuzz_mstream \
 	tests/fuzz/corpus/fuzz_form_sig tests/fuzz/corpus/fuzz_base64 \
 	tests/fuzz/corpus/fuzz_g711_resample
+
+CLEANFILES += tests/fuzz/fuzz_mstream tests/fuzz/fuzz_form_sig tests/fuzz/fuzz_base64 \
+	tests/fuzz/fuzz_g711_resample
 
 .PHONY: fuzz-media fuzz-media-replay fuzz-media-run

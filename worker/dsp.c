@@ -207,8 +207,7 @@ static void ref_push(vb_dsp_t *d, const int16_t *frame)
         d->ref_head = (d->ref_head + 1) % REF_FRAMES;
         d->ref_count--;
     }
-    memcpy(d->ref[(d->ref_head + d->ref_count) % REF_FRAMES], frame,
-           sizeof(d->ref[0]));
+    memcpy(d->ref[(d->ref_head + d->ref_count) % REF_FRAMES], frame, sizeof(d->ref[0]));
     d->ref_count++;
 }
 
@@ -221,8 +220,8 @@ static int speech_decision(vb_dsp_t *d, float energy)
     if (d->was_speech) {
         d->was_speech = prob >= VAD_PROB_CONTINUE;
     } else {
-        d->was_speech = prob >= VAD_PROB_START && d->floor > 0 &&
-                        energy > VAD_FLOOR_RATIO * d->floor;
+        d->was_speech =
+            prob >= VAD_PROB_START && d->floor > 0 && energy > VAD_FLOOR_RATIO * d->floor;
     }
     return d->was_speech;
 }

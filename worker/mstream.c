@@ -28,6 +28,7 @@
 
 /* ---- the field tree ------------------------------------------------------------------ */
 
+/* clang-format off */
 enum {
     F_EVENT, F_SEQ, F_SID,
     F_START, F_S_ACCOUNT, F_S_CALL, F_S_STREAM, F_S_TRACKS, F_S_PARAMS, F_S_CALLID,
@@ -38,6 +39,7 @@ enum {
     F_STOP, F_P_ACCOUNT, F_P_CALL,
     F__COUNT
 };
+/* clang-format on */
 
 typedef struct ms_field {
     const char *key;
@@ -46,9 +48,16 @@ typedef struct ms_field {
     const struct ms_field *kids; /* for objects whose fields we read */
 } ms_field_t;
 
-#define FIELD(k, id, kids) {k, sizeof(k) - 1, id, kids}
-#define FIELD_END {NULL, 0, 0, NULL}
+#define FIELD(k, id, kids)                                                                     \
+    {                                                                                          \
+        k, sizeof(k) - 1, id, kids                                                             \
+    }
+#define FIELD_END                                                                              \
+    {                                                                                          \
+        NULL, 0, 0, NULL                                                                       \
+    }
 
+/* clang-format off */
 static const ms_field_t params_kids[] = {FIELD("call_id", F_S_CALLID, NULL), FIELD_END};
 static const ms_field_t format_kids[] = {
     FIELD("encoding", F_S_ENC, NULL), FIELD("sampleRate", F_S_RATE, NULL),
@@ -70,6 +79,7 @@ static const ms_field_t top_kids[] = {
     FIELD("streamSid", F_SID, NULL),     FIELD("start", F_START, start_kids),
     FIELD("media", F_MEDIA, media_kids), FIELD("mark", F_MARK, mark_kids),
     FIELD("dtmf", F_DTMF, dtmf_kids),    FIELD("stop", F_STOP, stop_kids), FIELD_END};
+/* clang-format on */
 
 /* ---- the view ------------------------------------------------------------------------ */
 
@@ -208,7 +218,8 @@ static int msg_media(const ms_view_t *vw, vb_ms_msg_t *out)
     } else {
         return -VB_MS_EFIELD;
     }
-    if (take_u32(&v[F_M_CHUNK], &out->chunk) < 0 || take_u32(&v[F_M_TS], &out->timestamp_ms) < 0) {
+    if (take_u32(&v[F_M_CHUNK], &out->chunk) < 0 ||
+        take_u32(&v[F_M_TS], &out->timestamp_ms) < 0) {
         return -VB_MS_EFIELD;
     }
     const ms_val_t *p = &v[F_M_PAYLOAD];
@@ -218,7 +229,8 @@ static int msg_media(const ms_view_t *vw, vb_ms_msg_t *out)
     if (p->len > B64_MAX) {
         return -VB_MS_ESIZE;
     }
-    int rc = vb_base64_decode(p->s, p->len, out->payload, sizeof(out->payload), &out->payload_len);
+    int rc =
+        vb_base64_decode(p->s, p->len, out->payload, sizeof(out->payload), &out->payload_len);
     if (rc == -ENOSPC) {
         return -VB_MS_ESIZE;
     }
@@ -233,8 +245,8 @@ static int msg_event(const ms_val_t *ev, vb_ms_event_t *e)
     static const struct {
         const char *name;
         vb_ms_event_t e;
-    } names[] = {{"media", VB_MS_MEDIA}, {"mark", VB_MS_MARK},   {"start", VB_MS_START},
-                 {"stop", VB_MS_STOP},   {"dtmf", VB_MS_DTMF},   {"connected", VB_MS_CONNECTED},
+    } names[] = {{"media", VB_MS_MEDIA}, {"mark", VB_MS_MARK}, {"start", VB_MS_START},
+                 {"stop", VB_MS_STOP},   {"dtmf", VB_MS_DTMF}, {"connected", VB_MS_CONNECTED},
                  {"clear", VB_MS_CLEAR}};
     if (ev->type != T_STR) {
         return -VB_MS_EFIELD;
@@ -277,9 +289,9 @@ static int msg_from_view(const ms_view_t *vw, vb_ms_msg_t *out)
     case VB_MS_MEDIA:
         return msg_media(vw, out);
     case VB_MS_MARK:
-        return v[F_MARK].type != T_OBJ ? -VB_MS_EFIELD
-                                       : take_str(&v[F_MK_NAME], out->mark_name,
-                                                  sizeof(out->mark_name), true);
+        return v[F_MARK].type != T_OBJ
+                   ? -VB_MS_EFIELD
+                   : take_str(&v[F_MK_NAME], out->mark_name, sizeof(out->mark_name), true);
     case VB_MS_DTMF:
         if (v[F_DTMF].type != T_OBJ || v[F_D_DIGIT].type != T_STR || v[F_D_DIGIT].len == 0) {
             return -VB_MS_EFIELD;
@@ -619,7 +631,8 @@ static bool is_digit(const jscan_t *j)
 
 /* The integer part of a number: digits at [S, E). Sets *OK when it fits in 63 bits plus
  * the sign (the magnitude 2^63 only fits negative). */
-static unsigned long long int_magnitude(const unsigned char *s, const unsigned char *e, bool *ok)
+static unsigned long long int_magnitude(const unsigned char *s, const unsigned char *e,
+                                        bool *ok)
 {
     unsigned long long mag = 0;
     *ok = true;
@@ -757,8 +770,8 @@ int vb_ms_parse(const char *json, size_t len, vb_ms_msg_t *out)
         vw.v[i].type = T_NONE;
     }
     vw.tracks_inbound = false;
-    jscan_t j = {(const unsigned char *)json, (const unsigned char *)json + len, 0, &vw, slots,
-                 pbuf};
+    jscan_t j = {
+        (const unsigned char *)json, (const unsigned char *)json + len, 0, &vw, slots, pbuf};
     skip_ws(&j);
     if (j.p >= j.end || (*j.p != '{' && *j.p != '[')) {
         return -VB_MS_EBADJSON; /* jansson too wants an object or an array */
@@ -837,7 +850,8 @@ int vb_ms_parse_jansson(const char *json, size_t len, vb_ms_msg_t *out)
     return rc;
 }
 
-/* ---- counting ------------------------------------------------------------------------------ */
+/* ---- counting ------------------------------------------------------------------------------
+ */
 
 void vb_ms_count_error(int rc)
 {
@@ -881,7 +895,8 @@ const char *vb_ms_strerror(int rc)
     }
 }
 
-/* ---- builders ------------------------------------------------------------------------------ */
+/* ---- builders ------------------------------------------------------------------------------
+ */
 
 typedef struct {
     char *out;
@@ -1034,7 +1049,8 @@ size_t vb_ms_build_start(char *out, size_t cap, uint32_t seq, const char *stream
 }
 
 size_t vb_ms_build_media_in(char *out, size_t cap, uint32_t seq, const char *stream_sid,
-                            uint32_t chunk, uint32_t timestamp_ms, const uint8_t *ulaw, size_t n)
+                            uint32_t chunk, uint32_t timestamp_ms, const uint8_t *ulaw,
+                            size_t n)
 {
     jw_t w = {out, cap, 0, false};
     jw_head(&w, "media", &seq, NULL);

@@ -1,7 +1,7 @@
 /* Benchmark of the media worker's per-frame work: microseconds per 20 ms frame for each
  * stage of the inbound and outbound audio path, and for parsing one Media Streams
- * message. Built with the tree, run by hand: tests/bench/bench_dsp [frames per round]. The stages
- * call speexdsp the way worker/dsp.c does; the totals call vb_dsp_* themselves. */
+ * message. Built with the tree, run by hand: tests/bench/bench_dsp [frames per round]. The
+ * stages call speexdsp the way worker/dsp.c does; the totals call vb_dsp_* themselves. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,7 +52,8 @@ static void make_signal(void)
         vb_ulaw_encode(pcm8_in[k], 160, ulaw_in[k]);
     }
     int err = 0;
-    SpeexResamplerState *up = speex_resampler_init(1, 8000, 16000, VB_DSP_RESAMPLE_QUALITY, &err);
+    SpeexResamplerState *up =
+        speex_resampler_init(1, 8000, 16000, VB_DSP_RESAMPLE_QUALITY, &err);
     for (int k = 0; k < SIG_FRAMES; k++) {
         spx_uint32_t il = 160, ol = 320;
         speex_resampler_process_int(up, 0, pcm8_in[k], &il, pcm16_in[k], &ol);
@@ -72,20 +73,20 @@ static void report(const char *stage, const double *us, int frames)
     printf("  %-46s %8.2f %8.2f\n", stage, best / frames, sum / ROUNDS / frames);
 }
 
-/* Runs the body (the last argument, which may use k, the frame index) FRAMES times in each of ROUNDS rounds and
- * prints the best and the mean round in microseconds per frame: the best is the figure
- * least disturbed by other load on the machine. */
-#define TIMED(label, frames, ...)                                                            \
-    do {                                                                                     \
-        double us_[ROUNDS];                                                                  \
-        for (int r_ = 0; r_ < ROUNDS; r_++) {                                                \
-            double t0_ = now_us();                                                           \
-            for (int k = 0; k < (frames); k++) {                                             \
-                __VA_ARGS__;                                                                 \
-            }                                                                                \
-            us_[r_] = now_us() - t0_;                                                        \
-        }                                                                                    \
-        report((label), us_, (frames));                                                      \
+/* Runs the body (the last argument, which may use k, the frame index) FRAMES times in each of
+ * ROUNDS rounds and prints the best and the mean round in microseconds per frame: the best is
+ * the figure least disturbed by other load on the machine. */
+#define TIMED(label, frames, ...)                                                              \
+    do {                                                                                       \
+        double us_[ROUNDS];                                                                    \
+        for (int r_ = 0; r_ < ROUNDS; r_++) {                                                  \
+            double t0_ = now_us();                                                             \
+            for (int k = 0; k < (frames); k++) {                                               \
+                __VA_ARGS__;                                                                   \
+            }                                                                                  \
+            us_[r_] = now_us() - t0_;                                                          \
+        }                                                                                      \
+        report((label), us_, (frames));                                                        \
     } while (0)
 
 static void bench_codec(int frames)
@@ -156,7 +157,8 @@ static void bench_echo(int frames, int tail_ms)
     char label[64];
     snprintf(label, sizeof(label), "echo cancel 16 kHz, %d ms tail", tail_ms);
     TIMED(label, frames, {
-        speex_echo_cancellation(st, pcm16_in[k % SIG_FRAMES], pcm16_in[(k + 7) % SIG_FRAMES], out);
+        speex_echo_cancellation(st, pcm16_in[k % SIG_FRAMES], pcm16_in[(k + 7) % SIG_FRAMES],
+                                out);
         sink += out[k % 320];
     });
     speex_echo_state_destroy(st);

@@ -26,9 +26,10 @@ static char *line(const uint8_t **p, const uint8_t *end)
     return s;
 }
 
-static void check_reencode(const vb_form_t *f)
+/* BLEN: the length of the body F was parsed from, which bounds every decoded string. */
+static void check_reencode(const vb_form_t *f, size_t blen)
 {
-    size_t cap = 1 << 20;
+    size_t cap = 3 * blen + 16;
     char *enc = malloc(cap);
     if (enc == NULL) {
         abort();
@@ -65,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, p, blen);
     vb_form_t *f = vb_form_parse(body, blen);
     if (f != NULL) {
-        check_reencode(f);
+        check_reencode(f, blen);
         (void)vb_twilio_validate(token, url, f, NULL, 0, sig);
         char good[64];
         if (token[0] != '\0' && vb_twilio_sign(token, url, f, good) == 0 &&

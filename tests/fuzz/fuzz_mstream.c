@@ -17,17 +17,24 @@ static void same(const vb_ms_msg_t *x, const vb_ms_msg_t *y)
         strcmp(x->call_id, y->call_id) != 0 || strcmp(x->mark_name, y->mark_name) != 0 ||
         strcmp(x->digit, y->digit) != 0 || x->seq != y->seq || x->chunk != y->chunk ||
         x->timestamp_ms != y->timestamp_ms || x->track_inbound != y->track_inbound ||
-        x->payload_len != y->payload_len || memcmp(x->payload, y->payload, x->payload_len) != 0) {
+        x->payload_len != y->payload_len ||
+        memcmp(x->payload, y->payload, x->payload_len) != 0) {
         abort();
     }
 }
 
-/* The hand scanner nests up to 64 levels, jansson up to 2048: compare below that. */
-static int shallow(const uint8_t *d, size_t n)
+/* Inputs on which the two parsers are compared. The hand scanner nests up to 64 levels,
+ * jansson up to 2048. jansson (2.14) also lets some NUL bytes through: its reader takes a
+ * NUL in its buffer as "refill", so {"a":1<NUL>} loads; the hand scanner refuses every
+ * NUL, inside strings or out, as JSON requires. */
+static int comparable(const uint8_t *d, size_t n)
 {
     size_t open = 0;
     for (size_t i = 0; i < n; i++) {
         open += d[i] == '{' || d[i] == '[';
+        if (d[i] == '\0') {
+            return 0;
+        }
     }
     return open < 60;
 }
@@ -44,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     int rc = vb_ms_parse(buf, size, &a);
     int rc2 = vb_ms_parse_jansson(buf, size, &b);
-    if (rc2 != -VB_MS_EBADJSON && shallow(data, size)) {
+    if (rc2 != -VB_MS_EBADJSON && comparable(data, size)) {
         if (rc != rc2) {
             abort();
         }

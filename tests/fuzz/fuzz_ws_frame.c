@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     closed = 0;
     vb_ws_t *ws = vb_ws_mem_new(base, is_server, 65536, &cbs, NULL);
     size_t off = 0;
-    while (off < size && vb_ws_mem_feed(ws, data + off, size - off < step ? size - off : step) == 0) {
+    while (off < size &&
+           vb_ws_mem_feed(ws, data + off, size - off < step ? size - off : step) == 0) {
         off += step;
     }
     vb_ws_abort(ws);

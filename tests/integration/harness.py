@@ -9,6 +9,7 @@ Environment:
   CALLSIM_BIN      the call simulator (default: $VB_BUILDDIR/voxbridge-callsim)
   VB_SRCDIR        source tree (default: two levels above this file)
   VB_KEEP=1        keep each test's temporary directory
+  VB_SERVER_USER   run the servers as this account (when the tests run as root)
 """
 
 import ctypes
@@ -305,12 +306,14 @@ class Server:
         os.makedirs(self.state_dir)
         self.conf_path = os.path.join(self.dir, "voxbridge.conf")
         self.log_path = os.path.join(self.dir, "server.log")
-        self.user = user
+        # run as this account (root only); VB_SERVER_USER sets it for every test
+        self.user = user or os.environ.get("VB_SERVER_USER") or None
         self.proc = None
         self.log_file = None
         self.callsims = []
         self.returncode = None
         self.log_tail_text = ""
+        self.log_text = ""
         self.settings = self.default_settings()
         self.settings.update(overrides)
         self.settings.update(extra or {})
@@ -385,11 +388,15 @@ class Server:
         pids = []
         if self.proc is not None:
             pids = descendants(self.proc.pid)
+            # the master first, so that it does not log its children's deaths
             if self.proc.poll() is None:
-                pids.append(self.proc.pid)
-        for sig_target in pids:
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in pids:
             try:
-                os.kill(sig_target, signal.SIGKILL)
+                os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if self.proc is not None:
@@ -399,11 +406,21 @@ class Server:
                 pass
             self.proc.wait()
             self.returncode = self.proc.returncode
+        # a child forked while we were killing is now ours (subreaper)
+        me = os.getpid()
+        for pid, (ppid, _, title) in proc_table().items():
+            if ppid == me and title.startswith("voxbridge: ") and pid not in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                pids.append(pid)
         self._reap_orphans(pids)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
-        self.log_tail_text = self.log_tail(80)
+        self.log_text = self.log()
+        self.log_tail_text = "\n".join(self.log_text.splitlines()[-80:])
         if os.environ.get("VB_KEEP") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -427,6 +444,10 @@ class Server:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+    @staticmethod
+    def wait_until(pred, timeout, interval=0.05, what=None):
+        return wait_until(pred, timeout, interval, what)
 
     # ---- signals
     def signal(self, sig):
@@ -541,8 +562,9 @@ class Server:
     def log(self):
         if self.log_file is not None:
             self.log_file.flush()
-        return _read(self.log_path, "rb").decode("utf-8", "replace") if os.path.exists(
-            self.log_path) else self.log_tail_text
+        if os.path.exists(self.log_path):
+            return _read(self.log_path, "rb").decode("utf-8", "replace")
+        return self.log_text
 
     def log_tail(self, n=60):
         return "\n".join(self.log().splitlines()[-n:])
@@ -603,6 +625,10 @@ def start_postgres():
 
 # -------------------------------------------------------------------- test base
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
 class ServerTestCase(unittest.TestCase):
     """Base class: self.server(...) starts a Server that is always stopped when
     the test ends; if the test failed, the tail of each server's log (and of
@@ -614,6 +640,7 @@ class ServerTestCase(unittest.TestCase):
     def server(self, start=True, **kw):
         s = Server(**kw)
         self._servers.append(s)
+        self.addCleanup(self._check_sanitizers, s)  # runs after stop (LIFO)
         self.addCleanup(s.stop)
         if start:
             s.start()
@@ -627,6 +654,12 @@ class ServerTestCase(unittest.TestCase):
                 sys.stderr.write("\n----- server log of %s (tail; dir %s) -----\n%s\n" % (
                     self.id(), s.dir, s.log_tail_text or "(empty)"))
         return out
+
+    def _check_sanitizers(self, s):
+        found = [line for line in s.log_text.splitlines()
+                 if any(m in line for m in SANITIZER_MARKERS)]
+        if found:
+            self.fail("sanitizer reports in the server log:\n" + "\n".join(found[:20]))
 
     # assertions that print the server log tail in their message
     def assertCallsim(self, res, cond, msg):

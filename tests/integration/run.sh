@@ -20,6 +20,7 @@ fi
 command -v python3 >/dev/null || { echo "run.sh: python3 is needed" >&2; exit 2; }
 VB_BUILDDIR=$build
 VB_SRCDIR=${VB_SRCDIR:-$(cd "$here/../.." && pwd)}
-export VB_BUILDDIR VB_SRCDIR
+PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
+export VB_BUILDDIR VB_SRCDIR PYTHONDONTWRITEBYTECODE
 cd "$build"
 exec python3 -u "$here/run.py" "$@"

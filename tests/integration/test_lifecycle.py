@@ -11,6 +11,14 @@ import harness
 from test_calls import check_echo_call, records_by_call
 
 DELAY_KEY = "assistant.echo.echo_delay_ms"
+# These tests are about calls surviving signals, not audio quality (test_calls
+# has the 40 ms criterion): a call "works" when it gets its audio back with no
+# gap longer than this.
+WORKS_MAX_GAP_MS = 200
+
+
+def check_call_works(tc, res, pc):
+    check_echo_call(tc, res, pc, min_ratio=0.9, max_gap_ms=WORKS_MAX_GAP_MS)
 
 
 class Lifecycle(harness.ServerTestCase):
@@ -39,7 +47,7 @@ class Lifecycle(harness.ServerTestCase):
         self.assertCallsim(res, res["answered"] == 10 and res.rc == 0,
                            "the 10 calls across the reload")
         for pc in res.per_call():
-            check_echo_call(self, res, pc, max_gap_ms=100)
+            check_call_works(self, res, pc)
             self.assertCallsim(res, 0 < pc["rtt_ms"]["max"] < 300,
                                "call %s: rtt max %s ms: an earlier call changed config" % (
                                    pc["call_id"], pc["rtt_ms"]["max"]))
@@ -67,7 +75,7 @@ class Lifecycle(harness.ServerTestCase):
         self.assertEqual(s.counter("config_reloads"), 0)
         res = s.callsim("--duration", 4, "--quiet", timeout=30)
         self.assertCallsim(res, res.rc == 0, "a call after the refused reload")
-        check_echo_call(self, res, res.per_call()[0])
+        check_call_works(self, res, res.per_call()[0])
         self.assertCallsim(res, 0 < res["rtt_ms"]["p50"] < 300,
                            "rtt %s: the refused file's delay was applied" % res["rtt_ms"])
         # and a later good reload still works
@@ -84,14 +92,17 @@ class Lifecycle(harness.ServerTestCase):
         t_term = time.monotonic()
         s.sigterm()
 
-        # new connections are refused once the stop began
+        # new connections are refused once the stop began (checked last)
         def refused():
             try:
                 socket.create_connection(("127.0.0.1", s.api_port), timeout=1).close()
                 return False
             except ConnectionRefusedError:
                 return True
-        harness.wait_until(refused, 3, what="the API listener to close on SIGTERM")
+        try:
+            listener_closed = harness.wait_until(refused, 3)
+        except harness.HarnessError:
+            listener_closed = False
         ours = s.all_pids()
         self.assertTrue(s.alive(), "the master exited with a call still up")
         res = run.wait(30)
@@ -100,13 +111,15 @@ class Lifecycle(harness.ServerTestCase):
         self.assertCallsim(res, pc["close_code"] == 1000 and not pc["server_closed"],
                            "the call was cut by the server (%s %s)" % (
                                pc["close_code"], pc["close_reason"]))
-        check_echo_call(self, res, pc)
+        check_call_works(self, res, pc)
         self.assertGreater(time.monotonic() - t_term, 3.0)
         self.assertEqual(s.wait_exit(10), 0, "master exit status")
         left = harness.live_pids(p for p in ours if p != s.pid)
         self.assertEqual(left, [], "processes left after the master exited")
         _, ended = records_by_call(s.spool())
         self.assertIn(pc["call_id"], ended, "the call's end was recorded before exit")
+        self.assertTrue(listener_closed, "connections to listen_api were still accepted 3 s "
+                        "after SIGTERM (they should be refused)")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ class WebSocket:
 
     def __init__(self, host, port, path="/", timeout=10, headers=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if os.environ.get("VB_WS_NODELAY", "1") == "1":
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.local_port = self.sock.getsockname()[1]
         self.send_lock = threading.Lock()
         self.closed = None  # WSClosed once the connection ended

@@ -13,8 +13,13 @@
 
 static const struct {
     const char *plain, *coded;
-} rfc4648[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},     {"foo", "Zm9v"},
-               {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+} rfc4648[] = {{"", ""},
+               {"f", "Zg=="},
+               {"fo", "Zm8="},
+               {"foo", "Zm9v"},
+               {"foob", "Zm9vYg=="},
+               {"fooba", "Zm9vYmE="},
+               {"foobar", "Zm9vYmFy"}};
 
 static void test_rfc4648_encode(void **state)
 {
@@ -22,8 +27,8 @@ static void test_rfc4648_encode(void **state)
     for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
         char out[16];
         memset(out, 'X', sizeof(out));
-        size_t n = vb_base64_encode((const uint8_t *)rfc4648[i].plain, strlen(rfc4648[i].plain),
-                                    out);
+        size_t n =
+            vb_base64_encode((const uint8_t *)rfc4648[i].plain, strlen(rfc4648[i].plain), out);
         assert_int_equal(n, strlen(rfc4648[i].coded));
         assert_int_equal(n, VB_BASE64_ENCLEN(strlen(rfc4648[i].plain)));
         assert_string_equal(out, rfc4648[i].coded);
@@ -82,18 +87,18 @@ static void test_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "Zg",       /* no padding */
-        "Zg=",      /* short padding */
-        "Zm9",      /* length not a multiple of 4 */
-        "Zg===",    /* too much padding */
-        "====",     /* padding only */
-        "Z===",     /* three '=' */
-        "Zm=v",     /* '=' inside a quantum */
-        "Zg==Zg==", /* padding before the end */
-        "Zm9v Zm9v", "Zm9v\nZm9v", " Zm9v",  /* whitespace */
-        "Zm9v\r\n", "Zm9-", "Zm9_",           /* base64url characters */
-        "Zm9.", "Zm\x80v", "Zh==",            /* Zh==: non-zero unused bits */
-        "Zm9=",                               /* ditto, one '=' */
+        "Zg",                               /* no padding */
+        "Zg=",                              /* short padding */
+        "Zm9",                              /* length not a multiple of 4 */
+        "Zg===",                            /* too much padding */
+        "====",                             /* padding only */
+        "Z===",                             /* three '=' */
+        "Zm=v",                             /* '=' inside a quantum */
+        "Zg==Zg==",                         /* padding before the end */
+        "Zm9v Zm9v", "Zm9v\nZm9v", " Zm9v", /* whitespace */
+        "Zm9v\r\n",  "Zm9-",       "Zm9_",  /* base64url characters */
+        "Zm9.",      "Zm\x80v",    "Zh==",  /* Zh==: non-zero unused bits */
+        "Zm9=",                             /* ditto, one '=' */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint8_t out[16];

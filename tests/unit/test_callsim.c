@@ -221,23 +221,23 @@ static void test_audio_wav_turns(void **state)
     memset(t1, 0, 800 * sizeof(int16_t)); /* speech starts 100 ms in */
     sine(t2, 1200, 700, 8000, 8000);
     vb_cs_wav_t w[2];
-    assert_int_equal(vb_cs_wav_parse(b1, make_wav(b1, 1, 1, 8000, 16, 0, t1, sizeof(t1)), &w[0]),
-                     0);
-    assert_int_equal(vb_cs_wav_parse(b2, make_wav(b2, 1, 1, 8000, 16, 0, t2, sizeof(t2)), &w[1]),
-                     0);
+    assert_int_equal(
+        vb_cs_wav_parse(b1, make_wav(b1, 1, 1, 8000, 16, 0, t1, sizeof(t1)), &w[0]), 0);
+    assert_int_equal(
+        vb_cs_wav_parse(b2, make_wav(b2, 1, 1, 8000, 16, 0, t2, sizeof(t2)), &w[1]), 0);
     vb_cs_audio_t a;
     assert_int_equal(vb_cs_audio_from_wavs(&a, w, 2, 50, -36.0), 0);
     /* 2000 + 400 + 1200 + 400 = 4000 samples = 25 frames. */
     assert_int_equal(a.len, 4000);
     assert_int_equal(a.nturns, 2);
     assert_in_range(a.onsets[0], 800, 840);
-    assert_int_equal(a.onsets[1], 2400);
+    assert_in_range(a.onsets[1], 2400, 2402);
     assert_int_equal(vb_cs_audio_frames(&a), 25);
     assert_int_equal(vb_cs_audio_turn_in(&a, 5, 0), (int)a.onsets[0] - 800);
     assert_int_equal(vb_cs_audio_turn_in(&a, 6, 0), -1);
-    assert_int_equal(vb_cs_audio_turn_in(&a, 15, 0), 0);
+    assert_int_equal(vb_cs_audio_turn_in(&a, 15, 0), (int)a.onsets[1] - 2400);
     assert_int_equal(vb_cs_audio_turn_in(&a, 15 + 25, 0), -1); /* past the end */
-    assert_int_equal(vb_cs_audio_turn_in(&a, 15 + 25, 1), 0);  /* looping */
+    assert_int_equal(vb_cs_audio_turn_in(&a, 15 + 25, 1), (int)a.onsets[1] - 2400);
     int16_t dec[160];
     vb_ulaw_decode(vb_cs_audio_frame(&a, 16, 0), 160, dec);
     assert_true(rms(dec, 160) > 4000);
@@ -253,12 +253,14 @@ static void test_audio_wav_turns(void **state)
 static void test_audio_tone(void **state)
 {
     vb_cs_audio_t a;
-    assert_int_equal(vb_cs_audio_tone(&a, 3), 0);
+    assert_int_equal(vb_cs_audio_tone(&a, 3, -36.0), 0);
     assert_int_equal(a.len, 24000);
     assert_int_equal(a.nturns, 3);
-    assert_int_equal(a.onsets[1], 8000);
-    assert_int_equal(a.onsets[2], 16000);
-    assert_int_equal(vb_cs_audio_turn_in(&a, 50, 0), 0);
+    /* The 5 ms fade-in: the onset is in the first or second 5 ms window. */
+    assert_in_range(a.onsets[0], 0, 40);
+    assert_int_equal(a.onsets[1], 8000 + a.onsets[0]);
+    assert_int_equal(a.onsets[2], 16000 + a.onsets[0]);
+    assert_int_equal(vb_cs_audio_turn_in(&a, 50, 0), (int)a.onsets[0]);
     assert_int_equal(vb_cs_audio_turn_in(&a, 51, 0), -1);
 
     int16_t pcm[24000];
@@ -496,6 +498,13 @@ static void test_onset(void **state)
     assert_in_range(at[0], 4000, 4040);
     assert_in_range(at[1], 13600, 13640);
 
+    /* Sample-accurate whatever the window alignment (4013 is mid-window). */
+    vb_cs_onset_init(&o, -36.0, 200);
+    memset(pcm, 0, sizeof(pcm));
+    sine(pcm + 4013, 2400, 800, 8000, 6000);
+    assert_int_equal(feed_all(&o, pcm, 8000, at, 8), 1);
+    assert_int_equal(at[0], 4014); /* sin(0) is 0; the next sample is loud */
+
     /* A signal between the thresholds never re-arms the detector. */
     vb_cs_onset_init(&o, -36.0, 200);
     memset(pcm, 0, sizeof(pcm));
@@ -503,7 +512,7 @@ static void test_onset(void **state)
     sine(pcm + 2400, 8000, 800, 8000, 400); /* about -41 dBFS RMS */
     sine(pcm + 10400, 2400, 800, 8000, 6000);
     assert_int_equal(feed_all(&o, pcm, 12800, at, 8), 1);
-    assert_int_equal(at[0], 0);
+    assert_int_equal(at[0], 1);
 }
 
 static void test_rtt(void **state)
@@ -526,6 +535,14 @@ static void test_rtt(void **state)
     assert_true(r.lat.v[0] == 500.0);
     assert_true(r.lat.v[1] == 500.0);
     assert_true(r.lat.v[2] == 250.0);
+    vb_cs_rtt_free(&r);
+
+    /* An immediate echo may be detected a little before the turn: a round trip of 0. */
+    vb_cs_rtt_init(&r, 0);
+    vb_cs_rtt_turn(&r, 1000);
+    assert_int_equal(vb_cs_rtt_onset(&r, 1000 - VB_CS_ONSET_WIN - 1), 0);
+    assert_int_equal(vb_cs_rtt_onset(&r, 1000 - VB_CS_ONSET_WIN), 1);
+    assert_true(r.lat.v[0] == 0.0);
     vb_cs_rtt_free(&r);
 
     vb_cs_rtt_init(&r, 1); /* skip a greeting */
@@ -645,11 +662,13 @@ static void test_options(void **state)
     assert_int_equal(o.ramp_ms, 20);
     assert_true(o.duration_s == 0);
 
-    const char *a2[] = {"--url", "https://a", "--public-url", "https://pub", "--token", "t",
-                        "--to", "+1", "--from", "+2", "--wav", "x.wav", "--wav", "y.wav",
-                        "--pause-ms", "0", "--out", "o.wav", "--calls", "50",
-                        "--duration", "2.5", "--ramp-ms", "5", "--timeout", "60",
-                        "--dtmf", "12#", "--insecure", "--quiet", "--per-call", NULL};
+    const char *a2[] = {"--url",      "https://a", "--public-url", "https://pub", "--token",
+                        "t",          "--to",      "+1",           "--from",      "+2",
+                        "--wav",      "x.wav",     "--wav",        "y.wav",       "--pause-ms",
+                        "0",          "--out",     "o.wav",        "--calls",     "50",
+                        "--duration", "2.5",       "--ramp-ms",    "5",           "--timeout",
+                        "60",         "--dtmf",    "12#",          "--insecure",  "--quiet",
+                        "--per-call", NULL};
     assert_int_equal(parse(&o, a2), 0);
     assert_string_equal(o.token, "t");
     assert_string_equal(o.public_url, "https://pub");
@@ -688,8 +707,9 @@ enum {
     MODE_ECHO = 1, /* echo every frame back; a mark after every 25th */
     MODE_REJECT,   /* <Say>..</Say><Hangup/> */
     MODE_500,
-    MODE_CLEAR,    /* 2 s of audio and a mark at frame 10, clear at frame 20 */
-    MODE_HANGUP,   /* the server closes (1000) at frame 30 */
+    MODE_CLEAR,  /* 2 s of audio and a mark at frame 10, clear at frame 20 */
+    MODE_HANGUP, /* the server closes (1000) at frame 30 */
+    MODE_STALL,  /* the webhook is never answered */
 };
 
 #define SRV_MAX 8
@@ -721,6 +741,7 @@ struct srv {
     sconn_t conns[SRV_MAX];
     int nconns, open;
     int http_open; /* HTTP connections not yet closed or upgraded */
+    vb_http_conn_t *stalled;
 };
 
 static int64_t mono_us(void)
@@ -750,9 +771,8 @@ static void srv_on_start(sconn_t *sc, const uint8_t *data, size_t len, const vb_
     snprintf(sc->stream_sid, sizeof(sc->stream_sid), "%s", m->stream_sid);
     snprintf(sc->call_sid, sizeof(sc->call_sid), "%s", m->call_sid);
     json_t *j = json_loadb((const char *)data, len, 0, NULL);
-    const char *tok = json_string_value(
-        json_object_get(json_object_get(json_object_get(j, "start"), "customParameters"),
-                        "token"));
+    const char *tok = json_string_value(json_object_get(
+        json_object_get(json_object_get(j, "start"), "customParameters"), "token"));
     snprintf(sc->token, sizeof(sc->token), "%s", tok ? tok : "");
     json_decref(j);
 }
@@ -767,8 +787,9 @@ static void srv_on_media(sconn_t *sc, const vb_ms_msg_t *m)
         sc->bad++;
     }
     if (sc->mode == MODE_ECHO) {
-        ws_send_text(sc, buf, vb_ms_build_media(buf, sizeof(buf), sc->stream_sid, m->payload,
-                                                m->payload_len));
+        ws_send_text(
+            sc, buf,
+            vb_ms_build_media(buf, sizeof(buf), sc->stream_sid, m->payload, m->payload_len));
         if (sc->media % 25 == 0 && sc->nmarks_sent < 16) {
             char name[16];
             snprintf(name, sizeof(name), "m%d", sc->media);
@@ -790,8 +811,7 @@ static void srv_on_media(sconn_t *sc, const vb_ms_msg_t *m)
     }
 }
 
-static void srv_ws_message(vb_ws_t *ws, int is_text, const uint8_t *data, size_t len,
-                           void *arg)
+static void srv_ws_message(vb_ws_t *ws, int is_text, const uint8_t *data, size_t len, void *arg)
 {
     static vb_ms_msg_t m;
     sconn_t *sc = arg;
@@ -814,8 +834,11 @@ static void srv_ws_message(vb_ws_t *ws, int is_text, const uint8_t *data, size_t
         srv_on_media(sc, &m);
         break;
     case VB_MS_MARK:
-        sc->mark_back_us[sc->nmarks_back] = mono_us();
-        snprintf(sc->marks_back[sc->nmarks_back++ % 16], 64, "%s", m.mark_name);
+        if (sc->nmarks_back < 16) {
+            sc->mark_back_us[sc->nmarks_back] = mono_us();
+            snprintf(sc->marks_back[sc->nmarks_back], 64, "%s", m.mark_name);
+        }
+        sc->nmarks_back++;
         break;
     case VB_MS_DTMF:
         strncat(sc->dtmf, m.digit, sizeof(sc->dtmf) - strlen(sc->dtmf) - 1);
@@ -870,7 +893,8 @@ static void srv_voice(srv_t *srv, vb_http_conn_t *c, vb_http_req_t *req)
     vb_form_t *f = vb_form_parse(req->body, req->body_len);
     assert_non_null(f);
     int n = srv->webhooks++;
-    if (!vb_twilio_validate(TOKEN, url, f, NULL, 0, vb_http_header(req, "X-Twilio-Signature"))) {
+    if (!vb_twilio_validate(TOKEN, url, f, NULL, 0,
+                            vb_http_header(req, "X-Twilio-Signature"))) {
         srv->bad_sigs++;
         vb_form_free(f);
         vb_http_reply(c, 403, "text/plain", "bad signature", 13, NULL);
@@ -880,6 +904,10 @@ static void srv_voice(srv_t *srv, vb_http_conn_t *c, vb_http_req_t *req)
     snprintf(srv->to[n], 32, "%s", vb_form_get(f, "To"));
     snprintf(srv->direction[n], 16, "%s", vb_form_get(f, "Direction"));
     vb_form_free(f);
+    if (srv->modes[n] == MODE_STALL) {
+        srv->stalled = c;
+        return;
+    }
     if (srv->modes[n] == MODE_500) {
         vb_http_reply(c, 500, "text/plain", "oops", 4, NULL);
         return;
@@ -980,7 +1008,7 @@ static void base_opts(vb_cs_opts_t *o, const srv_t *srv, char *url, size_t cap)
 static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
 {
     vb_cs_audio_t audio;
-    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts), 0);
+    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs), 0);
     vb_cs_sim_t *s = vb_cs_sim_new(srv->base, o, &audio);
     assert_non_null(s);
     assert_int_equal(vb_cs_sim_start(s), 0);
@@ -989,6 +1017,10 @@ static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
     json_t *sum = vb_cs_sim_summary(s);
     *ok = vb_cs_sim_ok(s);
     vb_cs_sim_free(s); /* closes libcurl's kept-alive connections */
+    if (srv->stalled != NULL) {
+        vb_http_conn_close(srv->stalled);
+        srv->stalled = NULL;
+    }
     assert_int_equal(nt_wait(srv->base, srv_http_idle, srv, 5000), 0);
     vb_cs_audio_free(&audio);
     assert_non_null(sum);
@@ -1035,7 +1067,8 @@ static void test_run_echo(void **state)
     assert_in_range(jint(sum, "marks_answered"), 4, 5);
     /* Bursts at 0, 1 and 2 s come straight back. */
     assert_int_equal(jint(sum, "rtt_ms.n"), 3);
-    assert_in_range(jint(sum, "rtt_ms.max"), 0, 60);
+    /* Loopback echo: only the timer jitter of a loaded test machine in it. */
+    assert_in_range(jint(sum, "rtt_ms.max"), 0, 200);
     assert_int_equal(jint(sum, "per_call.0.unanswered_turns"), 0);
     assert_int_equal(jint(sum, "per_call.0.bad_messages"), 0);
     assert_string_equal(json_string_value(json_object_get(
@@ -1066,7 +1099,7 @@ static void test_run_echo(void **state)
         char want[16];
         snprintf(want, sizeof(want), "m%d", 25 * (i + 1));
         assert_string_equal(sc->marks_back[i], want);
-        assert_in_range(sc->mark_back_us[i] - sc->mark_sent_us[i], 0, 100000);
+        assert_in_range(sc->mark_back_us[i] - sc->mark_sent_us[i], 0, 300000);
     }
 
     /* What the caller heard: 2.5 s with the three echoed bursts in it. */
@@ -1074,8 +1107,8 @@ static void test_run_echo(void **state)
     assert_int_equal(vb_cs_wav_read(out, &w), 0);
     assert_in_range(w.len / 2, 19000, 21000);
     const int16_t *pcm = (const int16_t *)w.data;
-    assert_true(rms(pcm + 8000 + 400, 1600) > 2000);  /* inside the 2nd burst */
-    assert_true(rms(pcm + 8000 + 3200, 3200) < 10);   /* between bursts */
+    assert_true(rms(pcm + 8000 + 400, 1600) > 2000); /* inside the 2nd burst */
+    assert_true(rms(pcm + 8000 + 3200, 3200) < 10);  /* between bursts */
     vb_cs_wav_free(&w);
     unlink(out);
     json_decref(sum);
@@ -1103,7 +1136,7 @@ static void test_run_clear(void **state)
     assert_string_equal(sc->marks_back[0], "long");
     assert_true(sc->clear_us > 0);
     assert_in_range(sc->mark_back_us[0] - sc->clear_us, 0, 100000);
-    assert_in_range(sc->mark_back_us[0] - sc->mark_sent_us[0], 150000, 400000);
+    assert_in_range(sc->mark_back_us[0] - sc->mark_sent_us[0], 150000, 600000);
     json_decref(sum);
     srv_stop(srv);
 }
@@ -1132,9 +1165,9 @@ static void test_run_mixed(void **state)
     assert_int_equal(jint(sum, "http_status.500"), 1);
     assert_int_equal(jint(sum, "close_codes.1000"), 1);
     /* The server hung up call 1 after 30 frames. */
-    assert_true(json_is_true(json_object_get(
-        json_array_get(json_object_get(sum, "per_call"), 0), "server_closed")));
-    assert_in_range(jint(sum, "per_call.0.frames_sent"), 30, 34);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(sum, "per_call"), 0), "server_closed")));
+    assert_in_range(jint(sum, "per_call.0.frames_sent"), 30, 40);
     const char *reason = json_string_value(
         json_object_get(json_array_get(json_object_get(sum, "per_call"), 1), "reason"));
     assert_string_equal(reason, "rejected: Not in service");
@@ -1188,6 +1221,38 @@ static void test_run_tls(void **state)
     srv_stop(srv);
 }
 
+static void test_run_timeout(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_ECHO;
+    srv->modes[1] = MODE_STALL;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.calls = 2;
+    o.ramp_ms = 50;
+    o.duration_s = 5;
+    o.timeout_s = 0.8;
+    int ok;
+    int64_t t = mono_us();
+    json_t *sum = run_sim(srv, &o, &ok);
+    assert_in_range(mono_us() - t, 700000, 3000000);
+    assert_false(ok);
+    assert_true(json_is_true(json_object_get(sum, "timed_out")));
+    assert_int_equal(jint(sum, "answered"), 1);
+    assert_int_equal(jint(sum, "failed"), 1);
+    assert_int_equal(jint(sum, "close_codes.1001"), 1);
+    assert_int_equal(jint(sum, "http_status.0"), 1);
+    assert_in_range(jint(sum, "frames_sent"), 20, 50);
+    assert_int_equal(srv->conns[0].stops, 1);
+    assert_int_equal(srv->conns[0].close_code, 1001);
+    const char *reason = json_string_value(
+        json_object_get(json_array_get(json_object_get(sum, "per_call"), 1), "reason"));
+    assert_string_equal(reason, "timed out waiting for the webhook");
+    json_decref(sum);
+    srv_stop(srv);
+}
+
 static void test_out_path(void **state)
 {
     char b[64];
@@ -1227,6 +1292,7 @@ int main(void)
         cmocka_unit_test(test_run_mixed),
         cmocka_unit_test(test_run_bad_token),
         cmocka_unit_test(test_run_tls),
+        cmocka_unit_test(test_run_timeout),
     };
     vb_log_init("test_callsim");
     return cmocka_run_group_tests(tests, NULL, NULL);

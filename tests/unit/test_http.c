@@ -41,7 +41,8 @@ static int status_of(const char *s)
     vb_http_parser_t p;
     vb_http_parser_init(&p, 16384, 65536);
     int st = parse_all(&p, s, strlen(s), NULL);
-    int status = st == VB_HTTP_PARSE_ERROR ? p.error_status : (st == VB_HTTP_PARSE_DONE ? 200 : 0);
+    int status =
+        st == VB_HTTP_PARSE_ERROR ? p.error_status : (st == VB_HTTP_PARSE_DONE ? 200 : 0);
     vb_http_parser_free(&p);
     return status;
 }
@@ -108,8 +109,12 @@ static void test_chunked(void **state)
 static void test_chunked_bad(void **state)
 {
     const char *head = "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
-    const char *bodies[] = {"x\r\n", "5\r\nhelloXX", "5\nhello\r\n", "-1\r\n",
-                            "5\r\nhello\r\n0\r\nbad\rtrailer\r\n\r\n", "\r\n"};
+    const char *bodies[] = {"x\r\n",
+                            "5\r\nhelloXX",
+                            "5\nhello\r\n",
+                            "-1\r\n",
+                            "5\r\nhello\r\n0\r\nbad\rtrailer\r\n\r\n",
+                            "\r\n"};
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         char buf[512];
         snprintf(buf, sizeof(buf), "%s%s", head, bodies[i]);
@@ -166,7 +171,8 @@ static void test_keep_alive_rules(void **state)
 
 static void test_expect_continue(void **state)
 {
-    const char *s = "POST /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+    const char *s =
+        "POST /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
     vb_http_parser_t p;
     vb_http_parser_init(&p, 0, 0);
     assert_int_equal(parse_all(&p, s, strlen(s), NULL), VB_HTTP_PARSE_BODY);
@@ -179,7 +185,8 @@ static void test_expect_continue(void **state)
 
 static void test_absolute_form(void **state)
 {
-    const char *s = "GET http://example.com:8080/health/ready?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    const char *s =
+        "GET http://example.com:8080/health/ready?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
     vb_http_parser_t p;
     vb_http_parser_init(&p, 0, 0);
     assert_int_equal(parse_all(&p, s, strlen(s), NULL), VB_HTTP_PARSE_DONE);
@@ -205,15 +212,21 @@ static void test_b2_bad_requests(void **state)
         int status;
     } cases[] = {
         /* CL + TE */
-        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n",
+         400},
         /* double CL, equal and conflicting, and a list */
-        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
-        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+         400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+         400},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc", 400},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", 400},
         /* obfuscated TE */
-        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+         "x\r\n\r\n",
+         400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", 400},
@@ -222,7 +235,9 @@ static void test_b2_bad_requests(void **state)
         {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
         /* NUL, bare CR, control characters */
         {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01" "b\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01"
+         "b\r\n\r\n",
+         400},
         {"GET / HTTP/1.1\rHost: h\r\n\r\n", 400},
         /* obs-fold */
         {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n  folded\r\n\r\n", 400},
@@ -334,12 +349,12 @@ static void test_status_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),       cmocka_unit_test(test_post_body_bytewise),
-        cmocka_unit_test(test_chunked),          cmocka_unit_test(test_chunked_bad),
-        cmocka_unit_test(test_pipelining),       cmocka_unit_test(test_keep_alive_rules),
-        cmocka_unit_test(test_expect_continue),  cmocka_unit_test(test_absolute_form),
-        cmocka_unit_test(test_b2_bad_requests),  cmocka_unit_test(test_header_limits),
-        cmocka_unit_test(test_trailer_limit),    cmocka_unit_test(test_pct_decode),
+        cmocka_unit_test(test_simple_get),      cmocka_unit_test(test_post_body_bytewise),
+        cmocka_unit_test(test_chunked),         cmocka_unit_test(test_chunked_bad),
+        cmocka_unit_test(test_pipelining),      cmocka_unit_test(test_keep_alive_rules),
+        cmocka_unit_test(test_expect_continue), cmocka_unit_test(test_absolute_form),
+        cmocka_unit_test(test_b2_bad_requests), cmocka_unit_test(test_header_limits),
+        cmocka_unit_test(test_trailer_limit),   cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,9 @@ static void handler(vb_http_conn_t *c, vb_http_req_t *req, void *arg)
     }
     char body[512];
     int n = snprintf(body, sizeof(body), "path=%s body=%zu", req->path, req->body_len);
-    vb_http_reply(c, 200, "text/plain", body, (size_t)n, "X-Extra: 1\r\n");
+    const char *extra =
+        strcmp(req->path, "/closeme") == 0 ? "Connection: close\r\n" : "X-Extra: 1\r\n";
+    vb_http_reply(c, 200, "text/plain", body, (size_t)n, extra);
 }
 
 static int setup(void **state)
@@ -129,6 +132,23 @@ static void test_keep_alive_and_pipelining(void **state)
     close(fd);
 }
 
+static void test_head_and_close_header(void **state)
+{
+    nt_reader_t r;
+    int fd = open_conn(NULL, NULL, &r);
+    nt_write_str(
+        fd, "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n"
+            "GET /closeme HTTP/1.1\r\nHost: h\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_int_equal(nt_read_until(E.base, &r, NULL, 0, T_MS), 0); /* EOF after /closeme */
+    assert_int_equal(nt_count(&r, "HTTP/1.1 200"), 2);
+    assert_int_equal(nt_count(&r, "Content-Length: 14\r\n"), 1); /* HEAD: length, no body */
+    assert_int_equal(nt_count(&r, "path=/h"), 0);
+    assert_int_equal(nt_count(&r, "path=/closeme"), 1);
+    assert_int_equal(nt_count(&r, "Connection: close"), 1); /* the handler's, not doubled */
+    assert_int_equal(E.nreq, 2);
+    close(fd);
+}
+
 /* Send REQ on a fresh connection; expect STATUS, then EOF. */
 static void expect_status(const vb_http_limits_t *lim, const char *req, size_t len,
                           const char *status)
@@ -154,9 +174,10 @@ static void test_413_431(void **state)
     char r2[2048];
     int n = snprintf(r2, sizeof(r2), "GET / HTTP/1.1\r\nHost: h\r\nX: %01500d\r\n\r\n", 0);
     expect_status(&lim, r2, (size_t)n, "HTTP/1.1 431 ");
-    const char *r3 = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n"
-                     "40\r\n";
+    const char *r3 =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n"
+        "40\r\n";
     expect_status(&lim, r3, strlen(r3), "HTTP/1.1 413 ");
     assert_int_equal(VB_STAT_GET(http_too_large), big + 3);
     assert_int_equal(E.nreq, 0);
@@ -239,7 +260,8 @@ static void test_async_reply(void **state)
     E.async = 1;
     nt_reader_t r;
     int fd = open_conn(NULL, NULL, &r);
-    nt_write_str(fd, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+    nt_write_str(fd,
+                 "GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_int_equal(nt_wait(E.base, cond_pending, NULL, T_MS), 0);
     /* the pipelined request waits for the first answer */
     event_base_loop(E.base, EVLOOP_NONBLOCK);
@@ -378,8 +400,10 @@ static void test_tls(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as every role does: a closed peer is an error code */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_keep_alive_and_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_and_close_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_413_431, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_framing_on_wire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),

@@ -48,8 +48,8 @@ static int parse(const char *s)
 static void test_connected(void **state)
 {
     (void)state;
-    assert_int_equal(parse("{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}"),
-                     0);
+    assert_int_equal(
+        parse("{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}"), 0);
     assert_int_equal(msg.event, VB_MS_CONNECTED);
     assert_int_equal(msg.seq, 0);
     assert_string_equal(msg.stream_sid, "");
@@ -58,14 +58,15 @@ static void test_connected(void **state)
 #define START_MSG(fmt)                                                                         \
     "{\"event\":\"start\",\"sequenceNumber\":\"1\",\"start\":{\"accountSid\":\"AC123\","       \
     "\"streamSid\":\"MZ456\",\"callSid\":\"CA789\",\"tracks\":[\"inbound\"],"                  \
-    "\"customParameters\":{\"FirstName\":\"Jane\",\"call_id\":\"c-42\"},\"mediaFormat\":" fmt \
+    "\"customParameters\":{\"FirstName\":\"Jane\",\"call_id\":\"c-42\"},\"mediaFormat\":" fmt  \
     "},\"streamSid\":\"MZ456\"}"
 
 static void test_start(void **state)
 {
     (void)state;
     assert_int_equal(
-        parse(START_MSG("{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}")), 0);
+        parse(START_MSG("{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}")),
+        0);
     assert_int_equal(msg.event, VB_MS_START);
     assert_int_equal(msg.seq, 1);
     assert_string_equal(msg.account_sid, "AC123");
@@ -75,20 +76,22 @@ static void test_start(void **state)
     assert_int_equal(msg.track_inbound, 1);
 
     /* The §0 example verbatim (no call_id, sids with an ellipsis). */
-    assert_int_equal(parse("{\"event\":\"start\",\"sequenceNumber\":\"1\",\"start\":{\"accountSid\":"
-                           "\"AC\xe2\x80\xa6\",\"streamSid\":\"MZ\xe2\x80\xa6\",\"callSid\":\"CA\xe2\x80"
-                           "\xa6\",\"tracks\":[\"inbound\"],\"customParameters\":{\"FirstName\":"
-                           "\"Jane\"},\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":"
-                           "8000,\"channels\":1}},\"streamSid\":\"MZ\xe2\x80\xa6\"}"),
-                     0);
+    assert_int_equal(
+        parse("{\"event\":\"start\",\"sequenceNumber\":\"1\",\"start\":{\"accountSid\":"
+              "\"AC\xe2\x80\xa6\",\"streamSid\":\"MZ\xe2\x80\xa6\",\"callSid\":\"CA\xe2\x80"
+              "\xa6\",\"tracks\":[\"inbound\"],\"customParameters\":{\"FirstName\":"
+              "\"Jane\"},\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":"
+              "8000,\"channels\":1}},\"streamSid\":\"MZ\xe2\x80\xa6\"}"),
+        0);
     assert_string_equal(msg.call_id, "");
     assert_string_equal(msg.call_sid, "CA\xe2\x80\xa6");
 
     /* Only an outbound track. */
-    assert_int_equal(parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
-                           "\"callSid\":\"C\",\"tracks\":[\"outbound\"],\"mediaFormat\":{\"encoding\":"
-                           "\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}}}"),
-                     0);
+    assert_int_equal(
+        parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
+              "\"callSid\":\"C\",\"tracks\":[\"outbound\"],\"mediaFormat\":{\"encoding\":"
+              "\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}}}"),
+        0);
     assert_int_equal(msg.track_inbound, 0);
 }
 
@@ -111,9 +114,10 @@ static void test_start_bad_format(void **state)
             fail_msg("accepted format %s", fmts[i]);
         }
     }
-    assert_int_equal(parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
-                           "\"callSid\":\"C\"}}"),
-                     -VB_MS_EFORMAT);
+    assert_int_equal(
+        parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
+              "\"callSid\":\"C\"}}"),
+        -VB_MS_EFORMAT);
 }
 
 static void test_start_bad_fields(void **state)
@@ -125,15 +129,21 @@ static void test_start_bad_fields(void **state)
         "{\"event\":\"start\",\"start\":{\"streamSid\":\"M\",\"callSid\":\"C\"}}",
         "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\"}}",
         "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"callSid\":\"C\"}}",
-        "{\"event\":\"start\",\"start\":{\"accountSid\":1,\"streamSid\":\"M\",\"callSid\":\"C\"}}",
-        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":\"C\","
+        "{\"event\":\"start\",\"start\":{\"accountSid\":1,\"streamSid\":\"M\",\"callSid\":"
+        "\"C\"}}",
+        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":"
+        "\"C\","
         "\"customParameters\":{\"call_id\":7}}}",
-        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":\"C\","
-        "\"customParameters\":{\"call_id\":\"0123456789012345678901234567890123456789012345678901"
+        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":"
+        "\"C\","
+        "\"customParameters\":{\"call_id\":"
+        "\"0123456789012345678901234567890123456789012345678901"
         "234567890123\"}}}",
-        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"0123456789012345678901"
+        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":"
+        "\"0123456789012345678901"
         "23456789012345678901234567\",\"callSid\":\"C\"}}",
-        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":\"C\","
+        "{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\",\"callSid\":"
+        "\"C\","
         "\"tracks\":\"inbound\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -227,17 +237,22 @@ static void test_media_bad(void **state)
         {"{\"event\":\"media\",\"media\":{}}", -VB_MS_EFIELD},
         {"{\"event\":\"media\"}", -VB_MS_EFIELD},
         {"{\"event\":\"media\",\"media\":\"Zm9v\"}", -VB_MS_EFIELD},
-        {"{\"event\":\"media\",\"media\":{\"track\":\"both\",\"payload\":\"Zm9v\"}}", -VB_MS_EFIELD},
-        {"{\"event\":\"media\",\"media\":{\"chunk\":\"x\",\"payload\":\"Zm9v\"}}", -VB_MS_EFIELD},
-        {"{\"event\":\"media\",\"media\":{\"chunk\":\"-1\",\"payload\":\"Zm9v\"}}", -VB_MS_EFIELD},
+        {"{\"event\":\"media\",\"media\":{\"track\":\"both\",\"payload\":\"Zm9v\"}}",
+         -VB_MS_EFIELD},
+        {"{\"event\":\"media\",\"media\":{\"chunk\":\"x\",\"payload\":\"Zm9v\"}}",
+         -VB_MS_EFIELD},
+        {"{\"event\":\"media\",\"media\":{\"chunk\":\"-1\",\"payload\":\"Zm9v\"}}",
+         -VB_MS_EFIELD},
         {"{\"event\":\"media\",\"media\":{\"chunk\":-1,\"payload\":\"Zm9v\"}}", -VB_MS_EFIELD},
         {"{\"event\":\"media\",\"media\":{\"timestamp\":\"4294967296\",\"payload\":\"Zm9v\"}}",
          -VB_MS_EFIELD},
-        {"{\"event\":\"media\",\"media\":{\"timestamp\":1.5,\"payload\":\"Zm9v\"}}", -VB_MS_EFIELD},
+        {"{\"event\":\"media\",\"media\":{\"timestamp\":1.5,\"payload\":\"Zm9v\"}}",
+         -VB_MS_EFIELD},
         {"{\"event\":\"media\",\"sequenceNumber\":\"\",\"media\":{\"payload\":\"Zm9v\"}}",
          -VB_MS_EFIELD},
         {"{\"event\":\"media\",\"sequenceNumber\":99999999999999999999,\"media\":{\"payload\":"
-         "\"Zm9v\"}}", -VB_MS_EFIELD},
+         "\"Zm9v\"}}",
+         -VB_MS_EFIELD},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = vb_ms_parse(cases[i].json, strlen(cases[i].json), &msg);
@@ -261,9 +276,10 @@ static void test_mark_dtmf_stop_clear(void **state)
     assert_int_equal(msg.event, VB_MS_DTMF);
     assert_string_equal(msg.digit, "1");
     assert_int_equal(msg.seq, 5);
-    assert_int_equal(parse("{\"event\":\"stop\",\"sequenceNumber\":\"5\",\"stop\":{\"accountSid\":"
-                           "\"AC1\",\"callSid\":\"CA1\"},\"streamSid\":\"MZ\"}"),
-                     0);
+    assert_int_equal(
+        parse("{\"event\":\"stop\",\"sequenceNumber\":\"5\",\"stop\":{\"accountSid\":"
+              "\"AC1\",\"callSid\":\"CA1\"},\"streamSid\":\"MZ\"}"),
+        0);
     assert_int_equal(msg.event, VB_MS_STOP);
     assert_string_equal(msg.account_sid, "AC1");
     assert_string_equal(msg.call_sid, "CA1");
@@ -273,7 +289,8 @@ static void test_mark_dtmf_stop_clear(void **state)
     assert_int_equal(parse("{\"event\":\"mark\",\"mark\":{}}"), -VB_MS_EFIELD);
     assert_int_equal(parse("{\"event\":\"mark\"}"), -VB_MS_EFIELD);
     assert_int_equal(parse("{\"event\":\"dtmf\",\"dtmf\":{\"digit\":\"\"}}"), -VB_MS_EFIELD);
-    assert_int_equal(parse("{\"event\":\"dtmf\",\"dtmf\":{\"digit\":\"1234\"}}"), -VB_MS_EFIELD);
+    assert_int_equal(parse("{\"event\":\"dtmf\",\"dtmf\":{\"digit\":\"1234\"}}"),
+                     -VB_MS_EFIELD);
     assert_int_equal(parse("{\"event\":\"dtmf\",\"dtmf\":{\"digit\":1}}"), -VB_MS_EFIELD);
     assert_int_equal(parse("{\"event\":\"stop\",\"stop\":5}"), -VB_MS_EFIELD);
 }
@@ -296,14 +313,41 @@ static void test_bad_json(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", " ", "{", "}", "{\"event\":\"media\"", "{\"event\":\"media\",}", "{\"event\" \"x\"}",
-        "{\"event\":'media'}", "{event:\"media\"}", "\"media\"", "42", "null",
-        "{\"event\":\"media\"} x", "{\"event\":\"media\"}{}", "{\"a\":01}", "{\"a\":1.}",
-        "{\"a\":.5}", "{\"a\":1e}", "{\"a\":-}", "{\"a\":tru}", "{\"a\":nul}", "{\"a\":[1,]}",
-        "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}",
-        "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}", "{\"a\":\"tab\there\"}",
-        "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}",
-        "{\"a\":\"\xf4\x90\x80\x80\"}", "{\"a\":\"\xe2\x82\"}", "\xef\xbb\xbf{}",
+        "",
+        " ",
+        "{",
+        "}",
+        "{\"event\":\"media\"",
+        "{\"event\":\"media\",}",
+        "{\"event\" \"x\"}",
+        "{\"event\":'media'}",
+        "{event:\"media\"}",
+        "\"media\"",
+        "42",
+        "null",
+        "{\"event\":\"media\"} x",
+        "{\"event\":\"media\"}{}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1e}",
+        "{\"a\":-}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":[1,]}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud800\\u0041\"}",
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":\"\xff\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}",
+        "\xef\xbb\xbf{}",
         "{\"event\":\"media\",\"media\":{\"payload\":\"Zm9v\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -316,8 +360,10 @@ static void test_bad_json(void **state)
     memset(deep, '[', sizeof(deep) - 1);
     deep[sizeof(deep) - 1] = '\0';
     assert_int_equal(vb_ms_parse(deep, strlen(deep), &msg), -VB_MS_EBADJSON);
-    /* A NUL byte inside the length is not the end of the message. */
+    /* A NUL byte inside the length is not the end of the message (jansson 2.14 lets the
+     * second one through: see tests/fuzz/fuzz_mstream.c). */
     assert_int_equal(vb_ms_parse("{\"event\":\"clear\"}\0", 18, &msg), -VB_MS_EBADJSON);
+    assert_int_equal(vb_ms_parse("{\"event\":\"clear\",\"x\":1\0}", 25, &msg), -VB_MS_EBADJSON);
     /* Not NUL-terminated: only LEN bytes are read. */
     const char *s = "{\"event\":\"clear\"}garbage";
     assert_int_equal(vb_ms_parse(s, 17, &msg), 0);
@@ -327,18 +373,20 @@ static void test_json_edge_cases_accepted(void **state)
 {
     (void)state;
     /* Whitespace, unknown fields of every type, duplicate keys (the last wins, whole). */
-    assert_int_equal(parse(" \r\n\t{ \"x\" : [ 1 , -2.5e+3 , true , false , null , { } , [ ] , "
-                           "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\" ] , \"event\" : "
-                           "\"mark\" , \"mark\" : { \"name\" : \"a\" } , \"mark\" : { \"name\" : "
-                           "\"b\\u00e9\" } } \n"),
-                     0);
+    assert_int_equal(
+        parse(" \r\n\t{ \"x\" : [ 1 , -2.5e+3 , true , false , null , { } , [ ] , "
+              "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\" ] , \"event\" : "
+              "\"mark\" , \"mark\" : { \"name\" : \"a\" } , \"mark\" : { \"name\" : "
+              "\"b\\u00e9\" } } \n"),
+        0);
     assert_string_equal(msg.mark_name, "b\xc3\xa9");
-    assert_int_equal(parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
-                           "\"callSid\":\"C\",\"customParameters\":{\"call_id\":\"x\"},"
-                           "\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,"
-                           "\"channels\":1}},\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
-                           "\"callSid\":\"C\"}}"),
-                     -VB_MS_EFORMAT);
+    assert_int_equal(
+        parse("{\"event\":\"start\",\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
+              "\"callSid\":\"C\",\"customParameters\":{\"call_id\":\"x\"},"
+              "\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,"
+              "\"channels\":1}},\"start\":{\"accountSid\":\"A\",\"streamSid\":\"M\","
+              "\"callSid\":\"C\"}}"),
+        -VB_MS_EFORMAT);
     assert_int_equal(parse("{\"event\":\"mark\",\"event\":\"clear\"}"), 0);
     assert_int_equal(msg.event, VB_MS_CLEAR);
     /* UTF-8 of every length in a value. */
@@ -349,7 +397,8 @@ static void test_json_edge_cases_accepted(void **state)
     assert_string_equal(msg.mark_name, "esc key");
 }
 
-/* ---- builders -------------------------------------------------------------------------------- */
+/* ---- builders
+ * -------------------------------------------------------------------------------- */
 
 static void test_build_outbound(void **state)
 {
@@ -359,7 +408,8 @@ static void test_build_outbound(void **state)
     char buf[VB_MS_MEDIA_MSG_CAP(160)];
     size_t n = vb_ms_build_media(buf, sizeof(buf), "MZ1", ulaw, 160);
     assert_int_equal(n, strlen(buf));
-    const char *head = "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"////";
+    const char *head =
+        "{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"////";
     assert_int_equal(strncmp(buf, head, strlen(head)), 0);
     assert_int_equal(parse(buf), 0);
     assert_int_equal(msg.event, VB_MS_MEDIA);

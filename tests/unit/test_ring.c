@@ -286,6 +286,7 @@ struct stress {
     uint64_t bells_rung;
     uint64_t wakeups;
     int lost_wakeup;
+    _Atomic int quit; /* the consumer gave up: the producer must not wait */
 };
 
 static void *stress_producer(void *arg)
@@ -296,6 +297,9 @@ static void *stress_producer(void *arg)
         uint32_t len = payload_len(seq, st->elem_size);
         payload_make(buf, seq, len);
         while (vb_ring_free(st->r) == 0) {
+            if (atomic_load(&st->quit)) {
+                return NULL;
+            }
             sched_yield(); /* the test wants every element; real producers drop */
         }
         int rc = vb_ring_push(st->r, buf, len);
@@ -340,9 +344,8 @@ static int stress_sleep(struct stress *st)
     return 0;
 }
 
-static void *stress_consumer(void *arg)
+static void stress_consume(struct stress *st)
 {
-    struct stress *st = arg;
     unsigned char buf[256];
     uint32_t len;
     while (st->received < st->n) {
@@ -351,13 +354,20 @@ static void *stress_consumer(void *arg)
             stress_take(st, buf, len);
         } else if (rc != -EAGAIN) {
             st->bad_content++;
-            return NULL;
+            return;
         } else if (st->bell < 0) {
             sched_yield();
         } else if (stress_sleep(st) < 0) {
-            return NULL;
+            return;
         }
     }
+}
+
+static void *stress_consumer(void *arg)
+{
+    struct stress *st = arg;
+    stress_consume(st);
+    atomic_store(&st->quit, 1);
     return NULL;
 }
 

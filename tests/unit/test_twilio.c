@@ -64,7 +64,8 @@ static void test_form_decoding(void **state)
 static void test_form_rejects(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"a=%", "a=%4", "a=%G1", "a=%1G", "%ZZ=1", "a=%00", "a=1&b=x%"};
+    static const char *const bad[] = {"a=%",   "a=%4",  "a=%G1",   "a=%1G",
+                                      "%ZZ=1", "a=%00", "a=1&b=x%"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         errno = 0;
         assert_null(vb_form_parse(bad[i], strlen(bad[i])));
@@ -132,13 +133,13 @@ static void test_sig_worked_example(void **state)
     vb_form_t *f = form_of(worked_body);
     const char *want = "0/KCTR6DLpKmkAf8muzZqo1nDgQ=";
     assert_sig("12345", MYAPP, f, want);
-    assert_int_equal(
-        vb_twilio_validate("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", f, NULL, 0,
-                           want),
-        1);
-    assert_int_equal(vb_twilio_validate("12346", MYAPP, f, NULL, 0, want), 0);
-    assert_int_equal(vb_twilio_validate("12345", "http://mycompany.com/myapp.php?foo=1&bar=2", f,
+    assert_int_equal(vb_twilio_validate("12345",
+                                        "https://mycompany.com:443/myapp.php?foo=1&bar=2", f,
                                         NULL, 0, want),
+                     1);
+    assert_int_equal(vb_twilio_validate("12346", MYAPP, f, NULL, 0, want), 0);
+    assert_int_equal(vb_twilio_validate("12345", "http://mycompany.com/myapp.php?foo=1&bar=2",
+                                        f, NULL, 0, want),
                      0);
     vb_form_t *g = form_of("CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1235&"
                            "From=%2B12349013030&To=%2B18005551212");
@@ -184,15 +185,19 @@ static void test_sig_json_body(void **state)
     assert_int_equal(vb_twilio_validate(VOICE_TOKEN, url, NULL, "{\"a\":2}", 7, want), 0);
     /* A JSON body whose URL carries no hash is refused. */
     char sig2[64];
-    assert_int_equal(vb_twilio_sign(VOICE_TOKEN, "https://voice.example.com/hook", NULL, sig2), 0);
+    assert_int_equal(vb_twilio_sign(VOICE_TOKEN, "https://voice.example.com/hook", NULL, sig2),
+                     0);
     assert_int_equal(
-        vb_twilio_validate(VOICE_TOKEN, "https://voice.example.com/hook", NULL, "{}", 2, sig2), 0);
+        vb_twilio_validate(VOICE_TOKEN, "https://voice.example.com/hook", NULL, "{}", 2, sig2),
+        0);
     assert_int_equal(
-        vb_twilio_validate(VOICE_TOKEN, "https://voice.example.com/hook", NULL, NULL, 0, sig2), 1);
+        vb_twilio_validate(VOICE_TOKEN, "https://voice.example.com/hook", NULL, NULL, 0, sig2),
+        1);
 }
 
-static const char *validator_body = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&"
-                                    "From=%2B14158675309&To=%2B18005551212";
+static const char *validator_body =
+    "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&"
+    "From=%2B14158675309&To=%2B18005551212";
 
 static void test_sig_request_validator(void **state)
 {
@@ -210,7 +215,8 @@ static void test_sig_request_validator(void **state)
     const char *body = "{\"property\": \"value\", \"boolean\": true}";
     char hash[65];
     vb_twilio_body_sha256(body, strlen(body), hash);
-    assert_string_equal(hash, "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620");
+    assert_string_equal(hash,
+                        "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620");
     /* Not in the reference: this implementation's value, kept as a regression check. */
     char url[256];
     snprintf(url, sizeof(url), "%s&bodySHA256=%s", MYAPP, hash);
@@ -251,10 +257,11 @@ static void test_sig_default_ports(void **state)
     check_port_pair("https://h.test:4430/p", "https://h.test:443/p", 0);
 }
 
-/* ---- B1 negatives --------------------------------------------------------------------------- */
+/* ---- B1 negatives ---------------------------------------------------------------------------
+ */
 
-static void expect_invalid(const char *what, const char *token, const char *url, const char *body,
-                           const char *sig)
+static void expect_invalid(const char *what, const char *token, const char *url,
+                           const char *body, const char *sig)
 {
     vb_form_t *f = form_of(body);
     if (vb_twilio_validate(token, url, f, NULL, 0, sig) != 0) {
@@ -319,7 +326,8 @@ static void test_sig_duplicate_key_ordering(void **state)
     const char *unsorted = MYAPP "Digits5678Digits1234SidCA123SidAccountAC123";
     unsigned char mac[20];
     unsigned int maclen = 0;
-    HMAC(EVP_sha1(), "12345", 5, (const unsigned char *)unsorted, strlen(unsorted), mac, &maclen);
+    HMAC(EVP_sha1(), "12345", 5, (const unsigned char *)unsorted, strlen(unsorted), mac,
+         &maclen);
     char sig[32];
     vb_base64_encode(mac, maclen, sig);
     assert_string_not_equal(sig, "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
@@ -338,7 +346,8 @@ static void test_sig_body_hash_mismatch(void **state)
     (void)state;
     const char *body = "{\"a\":1}";
     static const char *const urls[] = {
-        "https://voice.example.com/hook?bodySHA256=015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5ce"
+        "https://voice.example.com/"
+        "hook?bodySHA256=015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5ce"
         "beae62276a97f863",
         "https://voice.example.com/hook?bodySHA256=",
         "https://voice.example.com/hook?bodySHA256=015abd",
@@ -352,14 +361,16 @@ static void test_sig_body_hash_mismatch(void **state)
         }
     }
     /* The hash may come after other query parameters and in capitals. */
-    const char *url = "https://voice.example.com/hook?x=1&bodySHA256=015ABD7F5CC57A2DD94B7590F04AD8"
-                      "084273905EE33EC5CEBEAE62276A97F862";
+    const char *url =
+        "https://voice.example.com/hook?x=1&bodySHA256=015ABD7F5CC57A2DD94B7590F04AD8"
+        "084273905EE33EC5CEBEAE62276A97F862";
     char sig[64];
     assert_int_equal(vb_twilio_sign(VOICE_TOKEN, url, NULL, sig), 0);
     assert_int_equal(vb_twilio_validate(VOICE_TOKEN, url, NULL, body, strlen(body), sig), 1);
 }
 
-/* ---- TwiML ------------------------------------------------------------------------------------ */
+/* ---- TwiML
+ * ------------------------------------------------------------------------------------ */
 
 static void test_twiml_connect_stream(void **state)
 {
@@ -367,17 +378,17 @@ static void test_twiml_connect_stream(void **state)
     char out[512];
     size_t n = vb_twiml_connect_stream(out, sizeof(out), "wss://voice.example.com/twilio/media",
                                        "c-123");
-    const char *want = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>"
-                       "<Stream url=\"wss://voice.example.com/twilio/media\">"
-                       "<Parameter name=\"call_id\" value=\"c-123\"/></Stream></Connect></Response>";
+    const char *want =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>"
+        "<Stream url=\"wss://voice.example.com/twilio/media\">"
+        "<Parameter name=\"call_id\" value=\"c-123\"/></Stream></Connect></Response>";
     assert_string_equal(out, want);
     assert_int_equal(n, strlen(want));
-    assert_int_equal(vb_twiml_connect_stream(out, n, "wss://voice.example.com/twilio/media",
-                                             "c-123"),
-                     0);
-    assert_int_equal(vb_twiml_connect_stream(out, n + 1, "wss://voice.example.com/twilio/media",
-                                             "c-123"),
-                     n);
+    assert_int_equal(
+        vb_twiml_connect_stream(out, n, "wss://voice.example.com/twilio/media", "c-123"), 0);
+    assert_int_equal(
+        vb_twiml_connect_stream(out, n + 1, "wss://voice.example.com/twilio/media", "c-123"),
+        n);
 
     vb_twiml_connect_stream(out, sizeof(out), "wss://h/m?a=1&b=\"2\"", "<x>'y'\x01");
     assert_non_null(strstr(out, "url=\"wss://h/m?a=1&amp;b=&quot;2&quot;\""));
@@ -401,9 +412,10 @@ static void test_twiml_connect_stream_params(void **state)
                              "</Stream></Connect></Response>");
     n = vb_twiml_connect_stream_params(out, sizeof(out), "wss://h/m", NULL, NULL, 0);
     assert_string_equal(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>"
-                             "<Stream url=\"wss://h/m\"></Stream></Connect></Response>");
+                             "<Stream url=\"wss://h/m\"/></Connect></Response>");
     for (size_t cap = 0; cap <= n; cap++) {
-        assert_int_equal(vb_twiml_connect_stream_params(out, cap, "wss://h/m", NULL, NULL, 0), 0);
+        assert_int_equal(vb_twiml_connect_stream_params(out, cap, "wss://h/m", NULL, NULL, 0),
+                         0);
     }
 }
 

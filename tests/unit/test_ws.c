@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,15 @@ static void test_protocol_errors(void **state)
     size_t n = nt_ws_frame(f, 1, 1, 1, "hi", 2);
     f[0] |= 0x40;
     expect_raw_close(f, n, 1002);
+    /* close frames: 1-byte payload, a code no one may send, bad UTF-8 reason */
+    const char *closes[] = {"\x03", "\x03\xed", "\x03\xe8\xc0\xaf"};
+    const size_t close_lens[] = {1, 2, 4};
+    const int close_codes[] = {1002, 1002, 1007};
+    for (int i = 0; i < 3; i++) {
+        memset(&E.srv, 0, sizeof(E.srv));
+        n = nt_ws_frame(f, 1, 8, 1, closes[i], close_lens[i]);
+        expect_raw_close(f, n, close_codes[i]);
+    }
     /* a new text message inside a fragmented one */
     memset(&E.srv, 0, sizeof(E.srv));
     n = nt_ws_frame(f, 0, 1, 1, "a", 1);
@@ -385,17 +395,25 @@ static void test_bad_handshakes(void **state)
     uint64_t before = VB_STAT_GET(http_bad_requests);
     const char *h = "GET /echo HTTP/1.1\r\nHost: x\r\n";
     char req[512];
-    snprintf(req, sizeof(req), "%sUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n", h);
+    snprintf(req, sizeof(req),
+             "%sUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n",
+             h);
     raw_handshake_status(req, "HTTP/1.1 400 ");
-    snprintf(req, sizeof(req), "%sConnection: Upgrade\r\nSec-WebSocket-Key: "
-             "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", h);
+    snprintf(req, sizeof(req),
+             "%sConnection: Upgrade\r\nSec-WebSocket-Key: "
+             "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             h);
     raw_handshake_status(req, "HTTP/1.1 400 ");
-    snprintf(req, sizeof(req), "%sUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-             "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", h);
+    snprintf(req, sizeof(req),
+             "%sUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+             "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+             h);
     raw_handshake_status(req, "Sec-WebSocket-Version: 13\r\n");
-    snprintf(req, sizeof(req), "%sUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-             "c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n", h);
+    snprintf(req, sizeof(req),
+             "%sUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+             "c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             h);
     raw_handshake_status(req, "HTTP/1.1 400 ");
     assert_int_equal(VB_STAT_GET(http_bad_requests), before + 4);
     assert_int_equal(E.srv.open, 0);
@@ -447,7 +465,8 @@ static void fake_server(const char *accept, const uint8_t *raw, size_t rawlen, i
     vb_ws_accept_key(k, acc);
     snprintf(resp, sizeof(resp),
              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-             "Sec-WebSocket-Accept: %s\r\n\r\n", accept ? accept : acc);
+             "Sec-WebSocket-Accept: %s\r\n\r\n",
+             accept ? accept : acc);
     nt_write_str(fd, resp);
     nt_write(fd, raw, rawlen);
     assert_int_equal(nt_wait_flag(E.base, &E.cli.closed, T_MS), 0);
@@ -474,7 +493,10 @@ static void test_client_gets_frames_after_101(void **state)
 {
     uint8_t f[64];
     size_t n = nt_ws_frame(f, 1, 1, 0, "first", 5);
-    n += nt_ws_frame(f + n, 1, 8, 0, "\x0f\xa0" "done", 6);
+    n += nt_ws_frame(f + n, 1, 8, 0,
+                     "\x0f\xa0"
+                     "done",
+                     6);
     fake_server(NULL, f, n, 4000);
     assert_int_equal(E.cli.nmsg, 1);
     assert_memory_equal(E.cli.last, "first", 5);
@@ -528,6 +550,7 @@ static void test_mem_mode(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as every role does: a closed peer is an error code */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo_and_client_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_close, setup, teardown),
