@@ -49,9 +49,9 @@ typedef struct {
     int quiet_need;      /* quiet windows in a row that re-arm the detector */
     int quiet_run;
     int armed;
-    int64_t pos; /* samples consumed */
-    double acc;  /* sum of squares in the current window */
-    int fill;    /* samples in the current window */
+    int64_t pos;                       /* samples consumed */
+    double acc;                        /* sum of squares in the current window */
+    int fill;                          /* samples in the current window */
     int16_t hist[2 * VB_CS_ONSET_WIN]; /* the last two windows, ring by pos */
 } vb_cs_onset_t;
 

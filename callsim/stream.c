@@ -97,14 +97,13 @@ static int open_out(vb_cs_call_t *c)
 int vb_cs_stream_init(vb_cs_call_t *c)
 {
     const vb_cs_opts_t *o = c->sim->o;
-    vb_cs_playout_cb_t cb = {.on_audio = on_played, .on_mark = on_mark_played, .arg = c};
     vb_cs_rx_init(&c->rx);
     vb_cs_onset_init(&c->onset, o->onset_dbfs, o->quiet_ms);
     vb_cs_rtt_init(&c->rtt, o->skip_onsets);
     c->dtmf_next = o->dtmf;
     c->loop = o->duration_s > 0;
     c->total_frames = (uint64_t)(vb_cs_sim_call_ms(o, c->sim->audio) / 20.0 + 0.5);
-    return vb_cs_playout_init(&c->play, &cb);
+    return 0;
 }
 
 void vb_cs_stream_free(vb_cs_call_t *c)
@@ -146,12 +145,19 @@ static void send_start(vb_cs_call_t *c)
 
 void vb_cs_stream_open(vb_cs_call_t *c, int64_t now)
 {
-    if (open_out(c) < 0) {
-        c->has_out = 0;
-    }
+    /* The playout queue is made here, not at start-up: only answered calls need one. */
+    vb_cs_playout_cb_t cb = {.on_audio = on_played, .on_mark = on_mark_played, .arg = c};
     c->t0 = vb_cs_sim_grid(c->sim, now);
     send_text(c, msgbuf, vb_ms_build_connected(msgbuf, MSG_CAP));
     send_start(c);
+    if (vb_cs_playout_init(&c->play, &cb) < 0) {
+        vb_cs_call_log(c, VB_LOG_ERR, "out of memory for the playout buffer");
+        vb_cs_stream_hang_up(c, 1011, "out of memory");
+        return;
+    }
+    if (open_out(c) < 0) {
+        c->has_out = 0;
+    }
 }
 
 static void send_frame(vb_cs_call_t *c, int64_t now)

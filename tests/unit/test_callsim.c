@@ -1008,7 +1008,8 @@ static void base_opts(vb_cs_opts_t *o, const srv_t *srv, char *url, size_t cap)
 static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
 {
     vb_cs_audio_t audio;
-    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs), 0);
+    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs),
+                     0);
     vb_cs_sim_t *s = vb_cs_sim_new(srv->base, o, &audio);
     assert_non_null(s);
     assert_int_equal(vb_cs_sim_start(s), 0);

@@ -1,0 +1,1 @@
+# mk/packaging.mk: filled in by its area

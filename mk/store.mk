@@ -1,0 +1,1 @@
+# mk/store.mk: filled in by its area

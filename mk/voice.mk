@@ -1,0 +1,1 @@
+# mk/voice.mk: filled in by its area
