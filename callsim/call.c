@@ -280,28 +280,28 @@ static void open_ws(vb_cs_call_t *c, const char *url)
     }
 }
 
-void vb_cs_call_timeout(vb_cs_call_t *c)
+void vb_cs_call_timeout(vb_cs_call_t *c, const char *why)
 {
     if (c->state == VB_CS_DONE) {
         return;
     }
     c->timed_out = 1;
     if (c->state == VB_CS_IDLE || c->state == VB_CS_WEBHOOK) {
-        vb_cs_call_end(c, VB_CS_FAILED, "timed out %s",
-                       c->state == VB_CS_IDLE ? "before it started"
+        vb_cs_call_end(c, VB_CS_FAILED, "%s %s", why,
+                       c->state == VB_CS_IDLE ? "before the call started"
                                               : "waiting for the webhook");
         return;
     }
     if (c->state == VB_CS_CONNECTING) {
-        snprintf(c->reason, sizeof(c->reason), "timed out opening the stream");
+        snprintf(c->reason, sizeof(c->reason), "%s opening the stream", why);
         c->result = VB_CS_FAILED;
     } else {
-        snprintf(c->reason, sizeof(c->reason), "timed out");
+        snprintf(c->reason, sizeof(c->reason), "%s", why);
     }
     vb_cs_call_log(c, VB_LOG_WARN, "%s", c->reason);
     if (c->state == VB_CS_STREAMING) {
-        vb_cs_stream_hang_up(c, 1001, "timeout");
+        vb_cs_stream_hang_up(c, 1001, why);
     } else if (c->ws != NULL) {
-        vb_ws_close(c->ws, 1001, "timeout"); /* -EPIPE if already closing: fine */
+        vb_ws_close(c->ws, 1001, why); /* -EPIPE if already closing: fine */
     }
 }

@@ -266,7 +266,11 @@ int vb_cs_http_post(vb_cs_http_t *h, const char *url, const char *body,
 
 int vb_cs_http_pending(const vb_cs_http_t *h)
 {
-    return h->running;
+    int n = 0;
+    for (const request_t *r = h->reqs; r != NULL; r = r->next) {
+        n++;
+    }
+    return n;
 }
 
 void vb_cs_http_free(vb_cs_http_t *h)

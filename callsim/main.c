@@ -72,6 +72,28 @@ static struct event_base *make_base(void)
     return base;
 }
 
+static void on_drain_limit(evutil_socket_t fd, short what, void *arg)
+{
+    *(int *)arg = 1;
+}
+
+/* WebSockets that closed may still be flushing and waiting for the peer's FIN on the
+ * loop: give them up to a second so that nothing is left half-done at exit. */
+static void drain(struct event_base *base)
+{
+    int expired = 0;
+    struct event *limit = evtimer_new(base, on_drain_limit, &expired);
+    struct timeval tv = {.tv_sec = 1};
+    if (limit == NULL) {
+        return;
+    }
+    evtimer_add(limit, &tv);
+    while (!expired && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED) > 1) {
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(limit);
+}
+
 /* Runs the calls; returns the exit status. */
 static int run(const vb_cs_opts_t *o, const vb_cs_audio_t *audio)
 {
@@ -100,6 +122,7 @@ static int run(const vb_cs_opts_t *o, const vb_cs_audio_t *audio)
     event_free(sigint);
     event_free(sigterm);
     vb_cs_sim_free(s);
+    drain(base);
     event_base_free(base);
     return status;
 }

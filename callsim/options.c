@@ -32,6 +32,7 @@ enum {
     OPT_HELP,
 };
 
+/* In the order of the enum above: an option's name is longopts[opt - OPT_URL].name. */
 static const struct option longopts[] = {
     {"url", required_argument, NULL, OPT_URL},
     {"public-url", required_argument, NULL, OPT_PUBLIC_URL},

@@ -115,7 +115,7 @@ void vb_cs_sim_stop(vb_cs_sim_t *s, const char *why)
     s->timed_out = 1;
     vb_log(VB_LOG_WARN, "%s: hanging up %d calls still going", why, s->o->calls - s->done);
     for (int i = 0; i < s->o->calls && !s->finished; i++) {
-        vb_cs_call_timeout(&s->calls[i]);
+        vb_cs_call_timeout(&s->calls[i], why);
     }
     if (!s->finished) {
         struct timeval tv = {.tv_sec = GRACE_S};

@@ -101,7 +101,8 @@ void vb_cs_call_start(vb_cs_call_t *c);
 /* Ends the call now with RESULT and a reason (logged). */
 void vb_cs_call_end(vb_cs_call_t *c, vb_cs_result_t result, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void vb_cs_call_timeout(vb_cs_call_t *c);
+/* The run is ending (WHY: "timeout", "interrupted"...): hang up with 1001. */
+void vb_cs_call_timeout(vb_cs_call_t *c, const char *why);
 void vb_cs_call_free(vb_cs_call_t *c);
 
 /* stream.c: the Media Streams side of a call. */

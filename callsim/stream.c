@@ -62,7 +62,7 @@ static void on_played(const int16_t *pcm, size_t n, void *arg)
     }
     size_t found = vb_cs_onset_feed(&c->onset, pcm, n, at, MAX_ONSETS);
     for (size_t i = 0; i < found && i < MAX_ONSETS; i++) {
-        if (vb_cs_rtt_onset(&c->rtt, at[i])) {
+        if (vb_cs_rtt_onset(&c->rtt, at[i]) && c->rtt.lat.n > 0) {
             vb_cs_call_log(c, c->sim->event_level, "agent audio %.0f ms after the caller turn",
                            c->rtt.lat.v[c->rtt.lat.n - 1]);
         }

@@ -36,6 +36,7 @@ struct shared {
     _Atomic uint64_t consumed; /* valid frames popped */
     _Atomic uint64_t bad;      /* torn or out-of-order frames */
     _Atomic int stop;          /* producer: stop and end the call */
+    _Atomic int ready;         /* pid of the last consumer ready to consume */
 };
 
 static struct shared *sh;
@@ -265,6 +266,7 @@ static int consumer_main(struct consumer *c)
     int fd = vb_shm_bell_fd(c->shm, c->idx, VB_BELL_BROKER);
     vb_slot_broker_attach(s, (int32_t)getpid());
     vb_ring_discard(vb_slot_ring(s, VB_RING_CALLER_AUDIO)); /* stale audio of a dead broker */
+    atomic_store(&sh->ready, (int)getpid());
     c->last = -1;
     for (;;) {
         vb_shm_bell_drain(fd); /* first the bell, then the ring */
@@ -287,8 +289,11 @@ static int consumer_main(struct consumer *c)
     }
 }
 
+/* Fork a consumer and wait until it has attached (and discarded what was
+ * queued before it), so that what the producer pushes next is all for it. */
 static pid_t spawn_consumer(vb_shm_t *shm, uint32_t idx, uint32_t gen, uint32_t expect_n)
 {
+    vb_slot_t *s = vb_shm_slot(shm, idx);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -296,6 +301,11 @@ static pid_t spawn_consumer(vb_shm_t *shm, uint32_t idx, uint32_t gen, uint32_t 
         _exit(consumer_main(&c));
     }
     kid_add(pid);
+    int64_t end = now_ms() + WAIT_MS;
+    while (atomic_load(&s->broker_pid) != pid || atomic_load(&sh->ready) != pid) {
+        assert_true(now_ms() < end);
+        nap();
+    }
     return pid;
 }
 

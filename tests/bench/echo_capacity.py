@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Echo-call capacity of one voxbridge on this machine (issue "The spine").
+
+Starts the real server on loopback with an echo assistant, and for each step
+places N simultaneous echo calls with voxbridge-callsim (the load generator
+runs on the same machine). Prints, per step: calls answered, frames lost, gaps
+over 40 ms, the worst outbound lateness callsim saw, the server's CPU per
+call-second (utime+stime of all its processes, from /proc), and the PSS of
+media workers idle and in a call. Not part of `make check`: run by hand or
+with `make bench`.
+
+usage: echo_capacity.py BUILD_DIR [--steps 50,100,200,400] [--duration 20]
+                        [--calls-per-worker 1] [--brokers 2]
+"""
+import argparse, json, os, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def descendants(root):
+    kids = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            kids.setdefault(ppid, []).append(int(pid))
+        except OSError:
+            pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def title(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / CLK
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def start_server(build, tmp, args, max_calls):
+    api, media = free_port(), free_port()
+    workers = max_calls // args.calls_per_worker + 4
+    conf = os.path.join(tmp, "vb.conf")
+    with open(conf, "w") as f:
+        f.write(f"""listen_api = 127.0.0.1:{api}
+listen_media = 127.0.0.1:{media}
+public_url = http://127.0.0.1:{api}
+public_media_url = ws://127.0.0.1:{media}
+twilio_auth_token = bench-token
+state_dir = {tmp}/state
+workers = {min(workers, 64)}
+workers_min_spare = 8
+workers_max = {workers}
+calls_per_worker = {args.calls_per_worker}
+brokers = {args.brokers}
+api_workers = 2
+log_level = warn
+assistant.echo.mode = echo
+number.+15550000001 = echo
+""")
+    log = open(os.path.join(tmp, "server.log"), "w")
+    proc = subprocess.Popen([os.path.join(build, "voxbridge"), "-c", conf], stderr=log)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{api}/health/live", timeout=1)
+            return proc, api
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not come up; see " + log.name)
+
+
+def worker_pss(root):
+    return [pss_kib(p) for p in descendants(root) if title(p) == "voxbridge: worker"]
+
+
+def run_step(build, proc, api, n, args):
+    pids = descendants(proc.pid)
+    idle = median(worker_pss(proc.pid))
+    cpu0 = cpu_seconds(descendants(proc.pid))
+    sim = subprocess.Popen(
+        [os.path.join(build, "voxbridge-callsim"), "--url", f"http://127.0.0.1:{api}",
+         "--token", "bench-token", "--to", "+15550000001", "--calls", str(n),
+         "--duration", str(args.duration), "--ramp-ms", str(args.ramp_ms), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(args.ramp_ms * n / 1000 + args.duration / 2)
+    busy = median(worker_pss(proc.pid))
+    out, _ = sim.communicate(timeout=args.duration * 3 + n)
+    cpu1 = cpu_seconds(descendants(proc.pid))
+    s = json.loads(out.strip().splitlines()[-1])
+    call_seconds = max(1e-9, s["answered"] * args.duration)
+    return {
+        "calls": n, "answered": s["answered"],
+        "lost_frames": s["frames_sent"] - s["frames_received"],
+        "gaps_over_40ms": s["gaps_over_40ms"], "max_gap_ms": s["max_gap_ms"],
+        "underrun_ms": s.get("underrun_ms"), "late_frames": s.get("late_frames"),
+        "rtt_p99_ms": s["rtt_ms"]["p99"],
+        "cpu_ms_per_call_second": round((cpu1 - cpu0) * 1000 / call_seconds, 2),
+        "worker_pss_idle_kib": idle, "worker_pss_in_call_kib": busy,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--steps", default="50,100,200,300,400")
+    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--ramp-ms", type=int, default=10)
+    ap.add_argument("--calls-per-worker", type=int, default=1)
+    ap.add_argument("--brokers", type=int, default=2)
+    args = ap.parse_args()
+    steps = [int(x) for x in args.steps.split(",")]
+    tmp = tempfile.mkdtemp(prefix="vb-bench-")
+    proc, api = start_server(args.build, tmp, args, max(steps))
+    try:
+        for n in steps:
+            r = run_step(args.build, proc, api, n, args)
+            print(json.dumps(r), flush=True)
+            time.sleep(2)
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
