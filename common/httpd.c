@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,12 @@ static void format_peer(int fd, char *buf, size_t len)
     }
 }
 
+void vb_socket_nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static struct bufferevent *make_bev(struct event_base *base, int fd, SSL_CTX *tls)
 {
     if (tls == NULL) {
@@ -428,6 +435,7 @@ vb_http_conn_t *vb_http_conn_new(struct event_base *base, int fd, SSL_CTX *tls,
         errno = ENOMEM;
         return NULL;
     }
+    vb_socket_nodelay(fd);
     format_peer(fd, c->peer, sizeof(c->peer));
     c->bev = make_bev(base, fd, tls);
     if (c->bev == NULL) {

@@ -73,6 +73,9 @@ int vb_http_conn_is_tls(const vb_http_conn_t *c);
  * half-close and discard input for a moment so that the peer reads the whole
  * response before any RST). Gives up after TIMEOUT_S. Takes ownership. */
 void vb_bev_close_after_flush(struct bufferevent *bev, int timeout_s);
+/* Turn off Nagle on a TCP socket (no-op on others): 20 ms media frames must
+ * leave at once; with Nagle a loopback round trip grows by ~30 ms. */
+void vb_socket_nodelay(int fd);
 
 /* Default limits, for callers that want to tweak one field. */
 void vb_http_limits_default(vb_http_limits_t *lim);

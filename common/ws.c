@@ -834,6 +834,7 @@ static void connect_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     vb_ws_t *ws = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        vb_socket_nodelay(bufferevent_getfd(bev));
         send_handshake(ws);
         return;
     }
