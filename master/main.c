@@ -86,10 +86,12 @@ int main(int argc, char **argv)
     }
     vb_conf_t *conf = malloc(sizeof(*conf));
     if (conf == NULL || load(conf, path) < 0) {
+        free(conf);
         return 2;
     }
     if (test_only) {
         printf("%s: ok\n", path);
+        free(conf);
         return 0;
     }
     vb_log_set_level(conf->log_level);

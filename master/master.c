@@ -52,7 +52,7 @@ static int open_listeners(vb_master_t *m)
             vb_log(VB_LOG_ERR, "cannot listen on %s", err);
             return -1;
         }
-        m->listener[i] = evconnlistener_new(m->base, on_accept, m, LEV_OPT_CLOSE_ON_EXEC, -1,
+        m->listener[i] = evconnlistener_new(m->base, on_accept, m, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1,
                                             m->listen_fd[i]);
         evconnlistener_set_error_cb(m->listener[i], on_accept_error);
         vb_log(VB_LOG_NOTICE, "listening %s on %s", i == 0 ? "api" : "media", addrs[i]);

@@ -342,6 +342,15 @@ class Server:
 
     # ---- life cycle
     def start(self, timeout=15):
+        """Starts the master and waits for /health/live; on failure everything is
+        stopped (and the log kept in log_text) before the error is raised."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout):
         if not os.access(voxbridge_bin(), os.X_OK):
             raise HarnessError("no server binary at %s (build first, or set VOXBRIDGE_BIN)"
                                % voxbridge_bin())
