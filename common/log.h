@@ -3,6 +3,8 @@
 #ifndef VB_COMMON_LOG_H
 #define VB_COMMON_LOG_H
 
+#include <stdlib.h>
+
 enum {
     VB_LOG_ERR = 3,
     VB_LOG_WARN = 4,

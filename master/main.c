@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define DEFAULT_CONF VB_SYSCONFDIR "/voxbridge/voxbridge.conf"
@@ -22,6 +23,17 @@ static void usage(FILE *out)
                  "       voxbridge -V               print the version\n"
                  "default config: %s\n",
             DEFAULT_CONF);
+}
+
+/* Every process inherits three eventfds per call slot, plus its sockets: take
+ * the hard limit on open files that systemd (LimitNOFILE) or the shell allows. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 static int check_readable(const char *path, const char *key, const vb_conf_t *conf)
@@ -98,6 +110,7 @@ int main(int argc, char **argv)
     if (conf->log_file[0] != '\0' && vb_log_open_file(conf->log_file) < 0) {
         return 2;
     }
+    raise_nofile();
     vb_proctitle_set("voxbridge: master");
     return vb_master_run(conf);
 }

@@ -1,1 +1,11 @@
-# mk/store.mk: filled in by its area
+# mk/store.mk: call records in PostgreSQL and live state in Redis. The store's spool
+# (write-ahead log), its applier and live state; libpq and hiredis helpers on libevent;
+# assistants and numbers from the database for the brokers and the api workers;
+# `voxbridge migrate` and the numbered migrations it applies (installed to
+# $(pkgdatadir)/sql). store/store.c itself is listed with the roles (mk/roles.mk).
+libvb_a_SOURCES += common/pg.c common/pg.h common/redisc.c common/redisc.h \
+	store/spool.c store/spool.h store/records.c store/records.h \
+	store/apply.c store/apply.h store/live.c store/live.h
+
+sqldir = $(pkgdatadir)/sql
+dist_sql_DATA = sql/001_init.sql

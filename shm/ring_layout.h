@@ -14,9 +14,10 @@
 #define VB_RING_HDR_SIZE (3u * VB_RING_CACHE_LINE)
 /* Each element is an 8-byte header (stored length) then the payload, padded to 8. */
 #define VB_RING_ELEM_HDR 8u
-#define VB_RING_STRIDE(elem_size) ((((size_t)(elem_size)) + VB_RING_ELEM_HDR + 7u) & ~(size_t)7u)
-#define VB_RING_FOOTPRINT(cap, elem_size)                                                    \
-    ((size_t)VB_RING_HDR_SIZE + (size_t)(cap) * VB_RING_STRIDE(elem_size))
+#define VB_RING_STRIDE(elem_size)                                                              \
+    ((((size_t)(elem_size)) + VB_RING_ELEM_HDR + 7u) & ~(size_t)7u)
+#define VB_RING_FOOTPRINT(cap, elem_size)                                                      \
+    ((size_t)VB_RING_HDR_SIZE + (size_t)(cap)*VB_RING_STRIDE(elem_size))
 /* Largest element and capacity vb_ring_init accepts. */
 #define VB_RING_MAX_ELEM (1u << 24)
 #define VB_RING_MAX_CAP (1u << 24)
@@ -57,7 +58,8 @@ struct vb_ring_elem {
 
 _Static_assert(offsetof(struct vb_ring, tail) == 64, "tail must start line 1");
 _Static_assert(offsetof(struct vb_ring, head) == 128, "head must start line 2");
-_Static_assert(offsetof(struct vb_ring, elems) == VB_RING_HDR_SIZE, "elements follow the header");
+_Static_assert(offsetof(struct vb_ring, elems) == VB_RING_HDR_SIZE,
+               "elements follow the header");
 _Static_assert(sizeof(struct vb_ring) == VB_RING_HDR_SIZE, "ring header is three lines");
 _Static_assert(alignof(struct vb_ring) == VB_RING_CACHE_LINE, "ring header is line aligned");
 _Static_assert(sizeof(struct vb_ring_elem) == VB_RING_ELEM_HDR, "element header is 8 bytes");

@@ -111,7 +111,8 @@ int vb_slot_broker_attached(const vb_slot_t *s);
 int vb_slot_set_str(char *field, size_t cap, const char *src);
 #define VB_SLOT_SET(s, field, src) vb_slot_set_str((s)->field, sizeof((s)->field), (src))
 #define VB_SLOT_COUNT(s, field) atomic_fetch_add_explicit(&(s)->field, 1, memory_order_relaxed)
-#define VB_SLOT_ADD(s, field, n) atomic_fetch_add_explicit(&(s)->field, (n), memory_order_relaxed)
+#define VB_SLOT_ADD(s, field, n)                                                               \
+    atomic_fetch_add_explicit(&(s)->field, (n), memory_order_relaxed)
 #define VB_SLOT_GET(s, field) atomic_load_explicit(&(s)->field, memory_order_relaxed)
 
 /* Broker: append LEN bytes (release). 0, or -ENOSPC when they do not fit

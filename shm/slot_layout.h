@@ -58,9 +58,9 @@ enum {
 
 #define VB_EVENT_DATA 1008
 typedef struct {
-    uint32_t type; /* VB_EV_* */
-    uint32_t len;  /* bytes used in data */
-    uint64_t t_ns; /* CLOCK_REALTIME */
+    uint32_t type;            /* VB_EV_* */
+    uint32_t len;             /* bytes used in data */
+    uint64_t t_ns;            /* CLOCK_REALTIME */
     char data[VB_EVENT_DATA]; /* JSON text, not NUL-terminated when len == VB_EVENT_DATA */
 } vb_event_t;
 
@@ -81,8 +81,8 @@ enum {
     VB_RING__COUNT
 };
 
-#define VB_RING_CALLER_AUDIO_CAP 64u  /* 1.28 s */
-#define VB_RING_AGENT_AUDIO_CAP 256u  /* 5.12 s */
+#define VB_RING_CALLER_AUDIO_CAP 64u /* 1.28 s */
+#define VB_RING_AGENT_AUDIO_CAP 256u /* 5.12 s */
 #define VB_RING_CTL_CAP 64u
 #define VB_RING_EVENTS_CAP 64u
 
@@ -91,16 +91,16 @@ enum {
 
 /* Offsets of each ring inside vb_slot_t.ring_mem. */
 #define VB_SLOT_ROFF_CALLER_AUDIO ((size_t)0)
-#define VB_SLOT_ROFF_AGENT_AUDIO                                                             \
+#define VB_SLOT_ROFF_AGENT_AUDIO                                                               \
     (VB_SLOT_ROFF_CALLER_AUDIO + VB_SLOT_RSZ(VB_RING_CALLER_AUDIO_CAP, vb_audio_frame_t))
-#define VB_SLOT_ROFF_CTL_W2B                                                                 \
+#define VB_SLOT_ROFF_CTL_W2B                                                                   \
     (VB_SLOT_ROFF_AGENT_AUDIO + VB_SLOT_RSZ(VB_RING_AGENT_AUDIO_CAP, vb_audio_frame_t))
 #define VB_SLOT_ROFF_CTL_B2W (VB_SLOT_ROFF_CTL_W2B + VB_SLOT_RSZ(VB_RING_CTL_CAP, vb_ctl_msg_t))
-#define VB_SLOT_ROFF_EVENTS_W2S                                                              \
+#define VB_SLOT_ROFF_EVENTS_W2S                                                                \
     (VB_SLOT_ROFF_CTL_B2W + VB_SLOT_RSZ(VB_RING_CTL_CAP, vb_ctl_msg_t))
-#define VB_SLOT_ROFF_EVENTS_B2S                                                              \
+#define VB_SLOT_ROFF_EVENTS_B2S                                                                \
     (VB_SLOT_ROFF_EVENTS_W2S + VB_SLOT_RSZ(VB_RING_EVENTS_CAP, vb_event_t))
-#define VB_SLOT_RING_BYTES                                                                   \
+#define VB_SLOT_RING_BYTES                                                                     \
     (VB_SLOT_ROFF_EVENTS_B2S + VB_SLOT_RSZ(VB_RING_EVENTS_CAP, vb_event_t))
 
 /* ---- the slot ------------------------------------------------------------ */
@@ -133,15 +133,15 @@ typedef struct vb_slot {
     uint64_t start_ns; /* CLOCK_REALTIME at activation */
     /* Line 1: the broker's. */
     alignas(64) _Atomic uint32_t broker_ack_gen;
-    _Atomic int32_t broker_pid;             /* the broker attached, 0 if none */
-    _Atomic uint32_t broker_attach_epoch;   /* broker_epoch it attached under */
+    _Atomic int32_t broker_pid;           /* the broker attached, 0 if none */
+    _Atomic uint32_t broker_attach_epoch; /* broker_epoch it attached under */
     /* Line 2: the store's. */
     alignas(64) _Atomic uint32_t store_ack_gen;
     /* Line 3: per-call counters, relaxed. */
-    alignas(64) _Atomic uint64_t frames_in;  /* caller frames the worker produced */
-    _Atomic uint64_t frames_out;             /* agent frames the worker played */
-    _Atomic uint64_t underruns;              /* ticks with no agent audio while speaking */
-    _Atomic uint64_t overruns;               /* pushes dropped on a full ring */
+    alignas(64) _Atomic uint64_t frames_in; /* caller frames the worker produced */
+    _Atomic uint64_t frames_out;            /* agent frames the worker played */
+    _Atomic uint64_t underruns;             /* ticks with no agent audio while speaking */
+    _Atomic uint64_t overruns;              /* pushes dropped on a full ring */
     _Atomic uint64_t late_frames;
     _Atomic uint64_t bad_messages;
     /* Identity, written by the worker before VB_SLOT_ACTIVE; NUL-terminated. */
@@ -178,12 +178,12 @@ typedef struct {
     uint64_t magic; /* VB_SHM_MAGIC */
     uint32_t version;
     uint32_t nslots;
-    uint64_t size;       /* bytes mapped */
-    uint64_t slots_off;  /* from the region start */
-    uint64_t slot_size;  /* sizeof(vb_slot_t) */
+    uint64_t size;                     /* bytes mapped */
+    uint64_t slots_off;                /* from the region start */
+    uint64_t slot_size;                /* sizeof(vb_slot_t) */
     uint64_t ring_off[VB_RING__COUNT]; /* from the slot start */
-    int64_t created_ns;  /* CLOCK_REALTIME */
-    alignas(64) vb_stats_t stats; /* process-wide counters, see common/stats.h */
+    int64_t created_ns;                /* CLOCK_REALTIME */
+    alignas(64) vb_stats_t stats;      /* process-wide counters, see common/stats.h */
 } vb_shm_header_t;
 
 _Static_assert(offsetof(vb_shm_header_t, stats) % 64 == 0, "stats on their own line");

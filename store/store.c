@@ -1,86 +1,76 @@
 /* The store process: drains every slot's event rings (worker -> store and
- * broker -> store) and appends each record, in order, to an fsync'd spool
- * under state_dir. It records the failure of a call whose worker died (the
- * worker could not), and tells the master when it has let go of a slot.
- * PostgreSQL and Redis writes join here with "First words"; the spool stays as
- * the place records wait while the database is away. */
+ * broker -> store) and appends each record, in order, to the spool under
+ * state_dir (store/spool.c), fsync'd before it lets go of a slot. It records
+ * the failure of a call whose worker died (the worker could not). With
+ * database_url the spool is the write-ahead log of PostgreSQL: the applier
+ * (store/apply.c) writes the records there in batches and moves a cursor; with
+ * redis_url the live state goes to Redis (store/live.c). Neither database can
+ * hold up the rings: they are fed from the spool and the records, after the
+ * fsync. */
 #include "common/chan.h"
 #include "common/log.h"
 #include "common/role.h"
 #include "shm/shm.h"
+#include "store/apply.h"
+#include "store/live.h"
+#include "store/records.h"
+#include "store/spool.h"
 
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#define DRAIN_WAIT_MS 3000 /* at exit: how long records may take to reach PostgreSQL */
+
 typedef struct {
     vb_child_ctx_t *ctx;
+    const vb_conf_t *conf; /* the latest good config (reloads) */
     struct event_base *base;
-    int spool_fd;
+    vb_spool_t spool;
     uint32_t nslots;
     uint32_t *failed_gen; /* per slot: the gen whose failure we recorded */
-    int dirty;            /* written since the last fsync */
+    uint32_t *ack_gen;    /* per slot: the gen to acknowledge once on disk, 0 = none */
+    char *pending;        /* lines drained, not yet in the spool */
+    size_t pending_len, pending_cap;
+    vb_rec_t rec;         /* scratch for the live state */
+    vb_apply_t *apply;    /* NULL without database_url */
+    vb_live_t *live;      /* NULL without redis_url */
+    struct event *exit_ev;
+    uint64_t exit_deadline_ms;
 } store_t;
 
 static store_t store;
 
-static int mkdir_p(const char *dir)
+static uint64_t mono_ms(void)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(path, 0750);
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0750) < 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int open_spool(store_t *st)
+static void add_line(store_t *st, const char *line, size_t len)
 {
-    char dir[512], path[600];
-    snprintf(dir, sizeof(dir), "%s/spool", st->ctx->conf->state_dir);
-    int rc = mkdir_p(dir);
-    snprintf(path, sizeof(path), "%s/events.jsonl", dir);
-    st->spool_fd = rc < 0 ? -1 : open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (st->spool_fd < 0) {
-        vb_log(VB_LOG_ERR, "cannot open the spool %s: %s", path, strerror(rc < 0 ? -rc : errno));
-        return -1;
-    }
-    return 0;
-}
-
-static void write_line(store_t *st, const char *line, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(st->spool_fd, line, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
+    if (st->pending_len + len > st->pending_cap) {
+        size_t cap = st->pending_cap ? st->pending_cap : 65536;
+        while (cap < st->pending_len + len) {
+            cap *= 2;
         }
-        if (n < 0) {
-            vb_log(VB_LOG_ERR, "spool write: %s", strerror(errno));
-            return;
-        }
-        line += n;
-        len -= (size_t)n;
+        char *p = realloc(st->pending, cap);
+        VB_ASSERT(p != NULL);
+        st->pending = p;
+        st->pending_cap = cap;
     }
-    st->dirty = 1;
+    memcpy(st->pending + st->pending_len, line, len);
+    st->pending_len += len;
 }
 
 /* {"t":<unix ns>,<the record's own fields>} */
-static void write_event(store_t *st, const vb_event_t *ev)
+static void take_event(store_t *st, const vb_event_t *ev)
 {
     char line[sizeof(ev->data) + 64];
     if (ev->len < 2 || ev->len >= sizeof(ev->data) || ev->data[0] != '{') {
@@ -89,22 +79,19 @@ static void write_event(store_t *st, const vb_event_t *ev)
     }
     int n = snprintf(line, sizeof(line), "{\"t\":%llu,%.*s\n", (unsigned long long)ev->t_ns,
                      (int)ev->len - 1, ev->data + 1);
-    write_line(st, line, (size_t)n);
+    add_line(st, line, (size_t)n);
 }
 
-static int drain_ring(store_t *st, vb_ring_t *r)
+static void drain_ring(store_t *st, vb_ring_t *r)
 {
     vb_event_t ev;
     uint32_t len;
-    int n = 0;
     while (vb_ring_pop(r, &ev, sizeof(ev), &len) == 0) {
-        write_event(st, &ev);
-        n++;
+        take_event(st, &ev);
     }
-    return n;
 }
 
-static void record_failure(store_t *st, vb_slot_t *s, uint32_t gen)
+static void record_failure(store_t *st, vb_slot_t *s)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -116,7 +103,7 @@ static void record_failure(store_t *st, vb_slot_t *s, uint32_t gen)
                      (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
                      s->call_id, (unsigned long long)atomic_load(&s->frames_in),
                      (unsigned long long)atomic_load(&s->frames_out));
-    write_line(st, line, (size_t)n);
+    add_line(st, line, (size_t)n);
     vb_log(VB_LOG_WARN, "call %s failed: its media worker crashed", s->call_id);
 }
 
@@ -130,23 +117,57 @@ static void scan_slot(store_t *st, uint32_t i)
     if (state == VB_SLOT_DEAD && st->failed_gen[i] != gen) {
         st->failed_gen[i] = gen;
         if (s->call_id[0] != '\0') {
-            record_failure(st, s, gen);
+            record_failure(st, s);
         }
     }
     if ((state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) &&
         atomic_load_explicit(&s->store_ack_gen, memory_order_relaxed) != gen) {
         drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_B2S));
-        vb_slot_store_ack(s, gen);
+        st->ack_gen[i] = gen;
     }
 }
 
-/* Records are on disk before the slot is acknowledged: fsync once per round. */
+/* The records of this round, once written: to Redis. */
+static void publish_live(store_t *st)
+{
+    size_t pos = 0;
+    while (st->live != NULL && pos < st->pending_len) {
+        char *nl = memchr(st->pending + pos, '\n', st->pending_len - pos);
+        size_t len = (size_t)(nl - (st->pending + pos));
+        if (vb_rec_parse(st->pending + pos, len, &st->rec) == 0) {
+            vb_live_record(st->live, &st->rec, st->pending + pos, len);
+        }
+        pos += len + 1;
+    }
+}
+
+static void ack_slots(store_t *st)
+{
+    for (uint32_t i = 0; i < st->nslots; i++) {
+        if (st->ack_gen[i] != 0) {
+            vb_slot_store_ack(vb_shm_slot(st->ctx->shm, i), st->ack_gen[i]);
+            st->ack_gen[i] = 0;
+        }
+    }
+}
+
+/* Records are on disk before a slot is acknowledged: one write and one
+ * fdatasync per round. On an error they stay pending and the slots unacked
+ * until a later round gets them there. */
 static void flush(store_t *st)
 {
-    if (st->dirty) {
-        fdatasync(st->spool_fd);
-        st->dirty = 0;
+    if (st->pending_len > 0) {
+        if (vb_spool_append(&st->spool, st->pending, st->pending_len) < 0) {
+            return;
+        }
+        publish_live(st);
+        st->pending_len = 0;
     }
+    if (vb_spool_sync(&st->spool) < 0) {
+        return;
+    }
+    ack_slots(st);
+    vb_apply_kick(st->apply);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -166,6 +187,52 @@ static void on_bell(evutil_socket_t fd, short what, void *arg)
     flush(&store);
 }
 
+/* Leaving: wait a little for the last records to reach PostgreSQL (they are
+ * in the spool either way and go there at the next start). */
+static void on_exit_check(evutil_socket_t fd, short what, void *arg)
+{
+    store_t *st = arg;
+    if (vb_apply_idle(st->apply) || mono_ms() >= st->exit_deadline_ms) {
+        event_base_loopexit(st->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(st->exit_ev, &tv);
+}
+
+static void begin_exit(store_t *st)
+{
+    on_tick(-1, 0, st); /* last drain */
+    if (st->exit_ev == NULL) {
+        st->exit_deadline_ms = mono_ms() + DRAIN_WAIT_MS;
+        st->exit_ev = evtimer_new(st->base, on_exit_check, st);
+        on_exit_check(-1, 0, st);
+    }
+}
+
+static int open_databases(store_t *st, const vb_conf_t *old);
+
+/* SIGHUP: a new database_url or redis_url takes effect now. Records in flight
+ * to the old database stay in the spool and go to the new one. */
+static void reload(store_t *st)
+{
+    vb_conf_t *next = malloc(sizeof(*next));
+    char err[512];
+    if (next == NULL || vb_conf_load(next, st->conf->path, err, sizeof(err)) < 0) {
+        vb_log(VB_LOG_ERR, "reload: keeping the running config: %s", next ? err : "no memory");
+        free(next);
+        return;
+    }
+    vb_conf_finalize(next);
+    vb_conf_keep_restart_keys(next, st->conf);
+    const vb_conf_t *old = st->conf;
+    st->conf = next; /* the old one is not freed: the first one is the master's copy */
+    vb_log_set_level(next->log_level);
+    if (open_databases(st, old) < 0) {
+        vb_log(VB_LOG_ERR, "reload: cannot set up the new database_url / redis_url");
+    }
+}
+
 static void on_chan(evutil_socket_t fd, short what, void *arg)
 {
     store_t *st = arg;
@@ -176,41 +243,87 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
             close(passed);
         }
         if (msg.type == VB_CHAN_QUIT) {
-            on_tick(-1, 0, st); /* last drain */
-            event_base_loopexit(st->base, NULL);
+            begin_exit(st);
+        } else if (msg.type == VB_CHAN_RELOAD && st->exit_ev == NULL) {
+            reload(st);
         } else if (msg.type == VB_CHAN_REOPEN_LOGS) {
             vb_log_reopen();
         }
     }
     if (rc == -EPIPE) {
-        on_tick(-1, 0, st);
-        event_base_loopexit(st->base, NULL);
+        event_del(event_base_get_running_event(st->base));
+        begin_exit(st);
+    }
+}
+
+/* PostgreSQL and Redis, when configured (and changed since OLD, when given).
+ * Either may be down now: they are connected in the background. */
+static int open_databases(store_t *st, const vb_conf_t *old)
+{
+    const vb_conf_t *conf = st->conf;
+    if (old == NULL || strcmp(old->database_url, conf->database_url) != 0) {
+        vb_apply_free(st->apply);
+        st->apply = NULL;
+        if (conf->database_url[0] != '\0') {
+            st->apply = vb_apply_new(st->base, conf->database_url, &st->spool);
+            if (st->apply == NULL) {
+                return -1;
+            }
+            vb_apply_kick(st->apply); /* what a previous run left in the spool */
+        }
+    }
+    if (old == NULL || strcmp(old->redis_url, conf->redis_url) != 0) {
+        vb_live_free(st->live);
+        st->live = NULL;
+        if (conf->redis_url[0] != '\0') {
+            st->live = vb_live_new(st->base, conf->redis_url, st->ctx->shm);
+            if (st->live == NULL) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void add_events(store_t *st)
+{
+    struct timeval tv = {0, 50000};
+    event_add(event_new(st->base, -1, EV_PERSIST, on_tick, st), &tv);
+    event_add(event_new(st->base, st->ctx->chan, EV_READ | EV_PERSIST, on_chan, st), NULL);
+    for (uint32_t i = 0; i < st->nslots; i++) {
+        int fd = vb_shm_bell_fd(st->ctx->shm, i, VB_BELL_STORE);
+        event_add(event_new(st->base, fd, EV_READ | EV_PERSIST, on_bell, (void *)(uintptr_t)i),
+                  NULL);
     }
 }
 
 int vb_store_main(vb_child_ctx_t *ctx)
 {
     store_t *st = &store;
+    char dir[VB_CONF_STR + 16];
     st->ctx = ctx;
+    st->conf = ctx->conf;
     st->nslots = vb_shm_nslots(ctx->shm);
     st->failed_gen = calloc(st->nslots, sizeof(uint32_t));
+    st->ack_gen = calloc(st->nslots, sizeof(uint32_t));
     st->base = event_base_new();
-    if (st->failed_gen == NULL || st->base == NULL) {
+    if (st->failed_gen == NULL || st->ack_gen == NULL || st->base == NULL) {
         return VB_EXIT_CLEAN;
     }
-    if (open_spool(st) < 0) {
+    snprintf(dir, sizeof(dir), "%s/spool", ctx->conf->state_dir);
+    if (vb_spool_open(&st->spool, dir) < 0) {
         return VB_EXIT_CONFIG;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct timeval tv = {0, 50000};
-    event_add(event_new(st->base, -1, EV_PERSIST, on_tick, st), &tv);
-    event_add(event_new(st->base, ctx->chan, EV_READ | EV_PERSIST, on_chan, st), NULL);
-    for (uint32_t i = 0; i < st->nslots; i++) {
-        int fd = vb_shm_bell_fd(ctx->shm, i, VB_BELL_STORE);
-        event_add(event_new(st->base, fd, EV_READ | EV_PERSIST, on_bell, (void *)(uintptr_t)i),
-                  NULL);
+    if (open_databases(st, NULL) < 0) {
+        vb_log(VB_LOG_ERR, "store: cannot set up database_url / redis_url");
+        return VB_EXIT_CONFIG;
     }
+    add_events(st);
     event_base_dispatch(st->base);
     flush(st);
+    vb_apply_free(st->apply);
+    vb_live_free(st->live);
+    vb_spool_close(&st->spool);
     return VB_EXIT_OK;
 }

@@ -387,9 +387,8 @@ static void stress_run(uint32_t cap, uint32_t elem_size, uint32_t start, uint64_
     assert_int_equal(vb_ring_count(st.r), 0);
     assert_int_equal(vb_ring_drops(st.r), 0);
     if (bell >= 0) {
-        print_message("      %llu elements, %llu bells, %llu wake-ups\n",
-                      (unsigned long long)n, (unsigned long long)st.bells_rung,
-                      (unsigned long long)st.wakeups);
+        print_message("      %llu elements, %llu bells, %llu wake-ups\n", (unsigned long long)n,
+                      (unsigned long long)st.bells_rung, (unsigned long long)st.wakeups);
         assert_true(st.bells_rung > 0);
     }
     free(st.r);

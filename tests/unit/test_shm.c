@@ -402,7 +402,8 @@ static void test_lifecycle(void **state)
     assert_int_equal(s->broker_index, 3);
     assert_int_equal(VB_SLOT_SET(s, call_id, "call-1"), 0);
     assert_int_equal(VB_SLOT_SET(s, from, "+15550001111"), 0);
-    assert_int_equal(VB_SLOT_SET(s, to, "+1555000222233334444555566667777888899"), -ENAMETOOLONG);
+    assert_int_equal(VB_SLOT_SET(s, to, "+1555000222233334444555566667777888899"),
+                     -ENAMETOOLONG);
     assert_int_equal(strlen(s->to), sizeof(s->to) - 1);
     assert_int_equal(vb_slot_activate(s), 0);
     assert_int_equal(vb_slot_state(s), VB_SLOT_ACTIVE);
@@ -603,8 +604,8 @@ static void test_doorbell_fork(void **state)
     vb_audio_frame_t f;
     uint32_t len;
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(vb_ring_pop(vb_slot_ring(s, VB_RING_CALLER_AUDIO), &f, sizeof(f), &len),
-                         0);
+        assert_int_equal(
+            vb_ring_pop(vb_slot_ring(s, VB_RING_CALLER_AUDIO), &f, sizeof(f), &len), 0);
         assert_true(frame_ok(&f, len));
         assert_int_equal(f.seq, 7);
     }
