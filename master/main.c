@@ -4,6 +4,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "master/master.h"
+#include "master/migrate.h"
 #include "master/proctitle.h"
 
 #include <getopt.h>
@@ -19,6 +20,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: voxbridge [-c FILE]        run in the foreground (master)\n"
                  "       voxbridge -t [-c FILE]     check a config file and exit\n"
+                 "       voxbridge migrate [-c FILE] apply the database migrations\n"
                  "       voxbridge --config-keys    print the config key table\n"
                  "       voxbridge -V               print the version\n"
                  "default config: %s\n",
@@ -96,10 +98,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    int migrate = optind < argc && strcmp(argv[optind], "migrate") == 0;
     vb_conf_t *conf = malloc(sizeof(*conf));
     if (conf == NULL || load(conf, path) < 0) {
         free(conf);
         return 2;
+    }
+    if (migrate) {
+        int rc = vb_migrate_main(conf);
+        free(conf);
+        return rc;
     }
     if (test_only) {
         printf("%s: ok\n", path);

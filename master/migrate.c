@@ -4,7 +4,6 @@
  * applies the others in order, one transaction each. Runs in the foreground
  * from main(), never as a role. */
 #include "master/migrate.h"
-#include "config.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -310,10 +309,10 @@ static int run(mig_t *m, const vb_migration_t *files, int n)
             return -1;
         }
     }
-    if (done == 0) {
-        printf("the database is up to date (version %d)\n", max_applied(m) < 0 && n > 0
-                                                               ? files[n - 1].version
-                                                               : max_applied(m));
+    if (done == 0 && top >= 0) {
+        printf("the database is up to date (version %d)\n", top);
+    } else if (done == 0) {
+        printf("no migrations in %s\n", vb_migrate_sql_dir());
     }
     return 0;
 }

@@ -18,7 +18,26 @@ out=$("$top/tests/integration/run.sh" "$build" 2>&1 | tee /dev/stderr | tail -1)
 int_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 int_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 [ -n "$int_pass" ] || { int_pass=0; int_fail=1; }
-pass=$(( ${unit_pass:-0} + int_pass ))
-fail=$(( unit_fail + int_fail ))
+# Extra rounds (CI, or VB_FULL=1): the unit tests again under ASan+UBSan, and
+# every fuzz target replaying its committed corpus once.
+extra_pass=0
+extra_fail=0
+if [ "${CI:-}" = true ] || [ "${VB_FULL:-}" = 1 ]; then
+    if VB_CONFIGURE_FLAGS=--enable-sanitizers "$top/scripts/build.sh" "$build-san" &&
+        (cd "$build-san" && make -j"$(nproc)" check >/dev/null 2>&1); then
+        extra_pass=$((extra_pass + 1)); echo "PASS  unit tests under ASan+UBSan"
+    else
+        extra_fail=$((extra_fail + 1)); echo "FAIL  unit tests under ASan+UBSan"
+        tail -40 "$build-san/test-suite.log" 2>/dev/null
+    fi
+    if (cd "$build" && make fuzz-net-replay fuzz-media-replay >fuzz-replay.log 2>&1); then
+        extra_pass=$((extra_pass + 1)); echo "PASS  fuzz corpora replay"
+    else
+        extra_fail=$((extra_fail + 1)); echo "FAIL  fuzz corpora replay"
+        tail -30 "$build/fuzz-replay.log"
+    fi
+fi
+pass=$(( ${unit_pass:-0} + int_pass + extra_pass ))
+fail=$(( unit_fail + int_fail + extra_fail ))
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
