@@ -3,6 +3,7 @@
  * A parsed set is one allocation for the struct and the parameter array, plus one buffer
  * holding every decoded name and value; parameters added later own their strings. */
 #include "api/form.h"
+#include "common/http.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -21,20 +22,6 @@ struct vb_form {
     char *buf; /* decoded strings of a parsed body */
 };
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Decodes S[0..N) into OUT and NUL-terminates it. Returns the bytes written or -EINVAL. */
 static long decode_component(const char *s, size_t n, char *out)
 {
@@ -47,7 +34,7 @@ static long decode_component(const char *s, size_t n, char *out)
             if (i + 2 >= n) { /* a '%' needs two characters after it */
                 return -EINVAL;
             }
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            int hi = vb_hex_value((unsigned char)s[i + 1]), lo = vb_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 return -EINVAL;
             }

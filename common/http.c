@@ -55,7 +55,7 @@ static int is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static int hexval(char c)
+int vb_hex_value(int c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -174,8 +174,8 @@ int vb_http_pct_decode(char *s, size_t *len, int form)
     char *w = s;
     for (const char *r = s; *r; r++) {
         if (*r == '%') {
-            int hi = hexval(r[1]);
-            int lo = hi < 0 ? -1 : hexval(r[2]);
+            int hi = vb_hex_value(r[1]);
+            int lo = hi < 0 ? -1 : vb_hex_value(r[2]);
             if (hi < 0 || lo < 0) {
                 return -EINVAL;
             }
@@ -661,7 +661,7 @@ static void finish(vb_http_parser_t *p)
 
 static int chunk_size_char(vb_http_parser_t *p, char c)
 {
-    int h = hexval(c);
+    int h = vb_hex_value(c);
     if (h >= 0 && p->body_state == CH_SIZE) {
         p->chunk_left = p->chunk_left * 16 + (size_t)h;
         p->chunk_digits++;

@@ -38,6 +38,8 @@ const char *vb_http_status_text(int status);
  * NUL-terminated and *LEN (may be NULL) gets its length, which may be shorter
  * than strlen() when it decodes %00. -EINVAL on a bad escape. */
 int vb_http_pct_decode(char *s, size_t *len, int form);
+/* The value of one hex digit, or -1. */
+int vb_hex_value(int c);
 
 /* ---- incremental request parser ---------------------------------------- */
 
