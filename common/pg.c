@@ -18,17 +18,17 @@ typedef struct req {
     struct req *next;
     vb_pg_done_fn fn;
     void *arg;
-    int n;        /* statements */
-    int got;      /* the statement whose results are being read */
-    int syncing;  /* every statement's results read: waiting for the Sync */
-    int failed;   /* first failing statement, -1 */
-    int err;      /* set when finished */
+    int n;                /* statements */
+    int got;              /* the statement whose results are being read */
+    int syncing;          /* every statement's results read: waiting for the Sync */
+    int failed;           /* first failing statement, -1 */
+    int err;              /* set when finished */
     uint64_t deadline_ms; /* 0 = none */
     uint64_t sent_ms;
     PGresult **res;
-    const char **sql;     /* n */
-    int *np;              /* n */
-    const char ***vals;   /* n arrays of np[i] */
+    const char **sql;   /* n */
+    int *np;            /* n */
+    const char ***vals; /* n arrays of np[i] */
 } req_t;
 
 typedef struct {
@@ -47,9 +47,9 @@ struct vb_pg {
     int backoff_ms;    /* next delay */
     struct event *cev; /* connect I/O (the socket may change while connecting) */
     struct event *rev, *wev;
-    struct event *retry_ev;   /* reconnect timer, and the connect timeout */
-    struct event *watch_ev;   /* deadlines and stalls, while anything is pending */
-    struct event *defer_ev;   /* runs callbacks of requests finished outside the loop */
+    struct event *retry_ev; /* reconnect timer, and the connect timeout */
+    struct event *watch_ev; /* deadlines and stalls, while anything is pending */
+    struct event *defer_ev; /* runs callbacks of requests finished outside the loop */
     queue_t queued, sent, done;
 };
 
@@ -236,7 +236,8 @@ static void connect_failed(vb_pg_t *pg, const char *why)
     first_line(why, line, sizeof(line));
     int delay = next_backoff(pg);
     vb_log(pg->failing ? VB_LOG_DEBUG : VB_LOG_WARN,
-           "PostgreSQL unreachable (%s); retrying every %d ms or less", line, pg->backoff_max_ms);
+           "PostgreSQL unreachable (%s); retrying every %d ms or less", line,
+           pg->backoff_max_ms);
     pg->failing = 1;
     close_conn(pg);
     schedule_connect(pg, delay);
@@ -252,7 +253,8 @@ static void connect_failed(vb_pg_t *pg, const char *why)
     pg->queued = keep;
 }
 
-/* The connection broke (or stalled): sent requests fail with ERR; try again at once. */
+/* The connection broke (or stalled): sent requests fail with ERR (from the
+ * loop: this may run inside vb_pg_exec); try again at once. */
 static void lose(vb_pg_t *pg, const char *why, int err)
 {
     char line[256];
@@ -260,7 +262,10 @@ static void lose(vb_pg_t *pg, const char *why, int err)
     vb_log(VB_LOG_WARN, "PostgreSQL connection lost: %s", line);
     close_conn(pg);
     schedule_connect(pg, 0);
-    fail_all(&pg->sent, err);
+    req_t *r;
+    while ((r = q_pop(&pg->sent)) != NULL) {
+        req_defer(pg, r, err);
+    }
 }
 
 static void flush_out(vb_pg_t *pg)
@@ -387,17 +392,33 @@ static void on_connect_io(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Server notices and messages libpq would print on stderr: into our log. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[512];
+    first_line(message, line, sizeof(line));
+    vb_log(strncmp(line, "FATAL", 5) == 0 || strncmp(line, "WARNING", 7) == 0 ? VB_LOG_WARN
+                                                                              : VB_LOG_DEBUG,
+           "PostgreSQL: %s", line);
+}
+
 static void start_connect(vb_pg_t *pg)
 {
-    const char *keys[] = {"keepalives",       "keepalives_idle", "keepalives_interval",
-                          "keepalives_count", "application_name", "dbname", NULL};
-    const char *vals[] = {"1", "30", "10", "3", pg->app ? pg->app : "voxbridge", pg->conninfo,
+    const char *keys[] = {"keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "application_name",
+                          "dbname",
                           NULL};
+    const char *vals[] = {"1",          "30", "10", "3", pg->app ? pg->app : "voxbridge",
+                          pg->conninfo, NULL};
     pg->conn = PQconnectStartParams(keys, vals, 1);
     if (pg->conn == NULL || PQstatus(pg->conn) == CONNECTION_BAD) {
         connect_failed(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         return;
     }
+    PQsetNoticeProcessor(pg->conn, on_notice, pg);
     pg->state = ST_CONNECTING;
     connect_wait(pg, PGRES_POLLING_WRITING);
     struct timeval tv = {pg->connect_timeout_ms / 1000, (pg->connect_timeout_ms % 1000) * 1000};
@@ -420,7 +441,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 static int send_req(vb_pg_t *pg, req_t *r)
 {
     for (int i = 0; i < r->n; i++) {
-        if (!PQsendQueryParams(pg->conn, r->sql[i], r->np[i], NULL, r->vals[i], NULL, NULL, 0)) {
+        if (!PQsendQueryParams(pg->conn, r->sql[i], r->np[i], NULL, r->vals[i], NULL, NULL,
+                               0)) {
             return -1;
         }
     }
@@ -460,7 +482,8 @@ static void check_deadlines(vb_pg_t *pg, uint64_t now)
     for (r = pg->sent.head; r != NULL; r = r->next) {
         int late = r->deadline_ms != 0 && now >= r->deadline_ms;
         if (late || now - r->sent_ms >= (uint64_t)pg->stall_timeout_ms) {
-            lose(pg, late ? "a request timed out" : "no answer: connection stalled", -ETIMEDOUT);
+            lose(pg, late ? "a request timed out" : "no answer: connection stalled",
+                 -ETIMEDOUT);
             return;
         }
     }

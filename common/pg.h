@@ -31,8 +31,8 @@ typedef struct {
  *   -ECANCELED   vb_pg_free() while it was pending. */
 typedef struct {
     int err;
-    int failed; /* index of the failing statement, or -1 */
-    int n;      /* statements in the request */
+    int failed;           /* index of the failing statement, or -1 */
+    int n;                /* statements in the request */
     PGresult *const *res; /* res[i]: statement i's result, NULL when it did not run */
 } vb_pg_reply_t;
 
@@ -41,10 +41,10 @@ typedef struct {
 typedef void (*vb_pg_done_fn)(void *arg, const vb_pg_reply_t *r);
 
 typedef struct {
-    const char *application_name; /* shown in pg_stat_activity */
-    int connect_timeout_ms;       /* 0 = 5000 */
-    int stall_timeout_ms;         /* drop a connection that leaves a sent request
-                                     unanswered this long; 0 = 30000 */
+    const char *application_name;       /* shown in pg_stat_activity */
+    int connect_timeout_ms;             /* 0 = 5000 */
+    int stall_timeout_ms;               /* drop a connection that leaves a sent request
+                                           unanswered this long; 0 = 30000 */
     int backoff_min_ms, backoff_max_ms; /* reconnect delays; 0 = 100 and 5000 */
 } vb_pg_opts_t;
 

@@ -126,8 +126,8 @@ static int parse_hostport(const char *s, vb_redis_url_t *u)
         }
         snprintf(u->host, sizeof(u->host), "%.*s", (int)hlen, s);
     }
-    if (colon != NULL && parse_num(colon + 1, end - (size_t)(colon + 1 - s), 1, 65535,
-                                   &u->port) < 0) {
+    if (colon != NULL &&
+        parse_num(colon + 1, end - (size_t)(colon + 1 - s), 1, 65535, &u->port) < 0) {
         return -EINVAL;
     }
     if (s[end] == '/' && s[end + 1] != '\0') {

@@ -249,9 +249,9 @@ static int apply_one(mig_t *m, const vb_migration_t *f, const char *text, const 
     char ver[16];
     snprintf(ver, sizeof(ver), "%d", f->version);
     const char *vals[] = {ver, f->name, sum};
-    r = PQexecParams(m->db,
-                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                     3, NULL, vals, NULL, NULL, 0);
+    r = PQexecParams(
+        m->db, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
+        NULL, vals, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok || exec_ok(m->db, "COMMIT", "COMMIT") < 0) {
@@ -292,13 +292,16 @@ static int run(mig_t *m, const vb_migration_t *files, int n)
         const applied_t *a = find_applied(m, files[i].version);
         int rc = 0;
         if (a != NULL && strcmp(a->checksum, sum) != 0) {
-            fprintf(stderr, "voxbridge migrate: %s was changed after it was applied "
+            fprintf(stderr,
+                    "voxbridge migrate: %s was changed after it was applied "
                     "(checksum %.12s, applied %.12s): add a new migration instead\n",
                     files[i].path, sum, a->checksum);
             rc = -1;
         } else if (a == NULL && files[i].version < top) {
-            fprintf(stderr, "voxbridge migrate: %s is older than the applied version %d: "
-                    "renumber it after the last one\n", files[i].path, top);
+            fprintf(stderr,
+                    "voxbridge migrate: %s is older than the applied version %d: "
+                    "renumber it after the last one\n",
+                    files[i].path, top);
             rc = -1;
         } else if (a == NULL) {
             rc = apply_one(m, &files[i], text, sum);

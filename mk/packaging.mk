@@ -11,7 +11,7 @@
 #   $(localstatedir)/lib/voxbridge, $(localstatedir)/log/voxbridge (empty; the service's)
 #   $(systemdsystemunitdir)/voxbridge.service, $(sysusersdir)/voxbridge.conf,
 #   $(tmpfilesdir)/voxbridge.conf, $(mandir)/man8/voxbridge.8, man5/voxbridge.conf.5,
-#   $(docdir)/README.md, operations.md, configuration.md
+#   man1/voxbridge-callsim.1, $(docdir)/README.md, operations.md, configuration.md, callsim.md
 # Other fragments install data with automake variables (pkgdata_DATA,
 # nobase_dist_pkgdata_DATA, ...), never with install-data-local, which lives here.
 
@@ -21,8 +21,8 @@ vblogdir = $(localstatedir)/log/voxbridge
 vbsqldir = $(pkgdatadir)/sql
 logrotatedir = $(sysconfdir)/logrotate.d
 
-dist_man_MANS = man/voxbridge.8 man/voxbridge.conf.5
-dist_doc_DATA = README.md docs/operations.md docs/configuration.md
+dist_man_MANS = man/voxbridge.8 man/voxbridge.conf.5 man/voxbridge-callsim.1
+dist_doc_DATA = README.md docs/operations.md docs/configuration.md docs/callsim.md
 
 # Files whose paths follow the configure directories: made from a .in by sed.
 PKG_SUBST = sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@bindir[@]|$(bindir)|g' \
@@ -122,12 +122,13 @@ dist-hook:
 
 EXTRA_DIST += $(PKG_TEMPLATES) packaging/gen-conf-docs.py \
 	packaging/deb packaging/rpm/voxbridge.spec packaging/README.md \
-	tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh \
+	tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh tests/packaging/check-unit.sh \
 	tests/packaging/run.sh tests/packaging/pkgtest.py
 
-# The man page and docs/configuration.md must name every key of the config table,
-# and the deb/rpm versions must match configure's.
-TESTS += tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh
+# The man pages and docs/configuration.md must name every key and option, the deb/rpm
+# versions must match configure's, and the unit must pass systemd-analyze verify.
+TESTS += tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh \
+	tests/packaging/check-unit.sh
 
 # Rewrites man/voxbridge.conf.5 and docs/configuration.md from `voxbridge --config-keys`
 # (run it after adding a key, then commit both).

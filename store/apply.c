@@ -27,7 +27,7 @@ struct vb_apply {
     vb_pg_t *pg;
     vb_spool_t *sp;
     char *buf;
-    vb_rec_t *recs;                /* BATCH_RECORDS */
+    vb_rec_t *recs;                  /* BATCH_RECORDS */
     uint64_t rec_off[BATCH_RECORDS]; /* spool offset of each record of the batch */
     int stmt_rec[BATCH_RECORDS * VB_REC_MAX_STMTS]; /* statement -> record */
     int inflight;
@@ -139,6 +139,13 @@ static int submit(vb_apply_t *a, int nrec)
     int rc = vb_pg_exec(a->pg, stmts, n, 0, on_done, a);
     if (rc == 0) {
         a->inflight = 1;
+    }
+    if (rc == 0 && !vb_pg_is_up(a->pg) && !a->waiting) {
+        vb_log(VB_LOG_WARN,
+               "records wait in the spool (%" PRIu64 " bytes not applied): "
+               "PostgreSQL is not connected",
+               a->sp->synced - a->sp->applied);
+        a->waiting = 1;
     }
     return rc;
 }

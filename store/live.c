@@ -43,11 +43,10 @@ static void announce(vb_live_t *l, const call_info_t *c)
     snprintf(started, sizeof(started), "%lld", c->started_ms);
     snprintf(ttl, sizeof(ttl), "%d", VB_LIVE_CALL_TTL_S);
     const char *sadd[] = {"SADD", VB_LIVE_ACTIVE_KEY, c->call_id};
-    const char *hset[] = {"HSET",       key,         "call_id",  c->call_id, "assistant",
-                          c->assistant, "from",      c->from,    "to",       c->to,
-                          "call_sid",   c->call_sid, "stream_sid", c->stream_sid,
-                          "started_at", started,     "status",   "in-progress",
-                          "host",       l->host};
+    const char *hset[] = {"HSET",       key,         "call_id",     c->call_id,    "assistant",
+                          c->assistant, "from",      c->from,       "to",          c->to,
+                          "call_sid",   c->call_sid, "stream_sid",  c->stream_sid, "started_at",
+                          started,      "status",    "in-progress", "host",        l->host};
     const char *expire[] = {"EXPIRE", key, ttl};
     cmd(l, 3, sadd);
     cmd(l, (int)(sizeof(hset) / sizeof(hset[0])), hset);
@@ -83,8 +82,12 @@ static int slot_call(vb_live_t *l, uint32_t i, call_info_t *c)
     if (vb_slot_state(s) != VB_SLOT_ACTIVE || s->call_id[0] == '\0') {
         return 0;
     }
-    *c = (call_info_t){.call_id = s->call_id, .assistant = s->assistant, .from = s->from,
-                       .to = s->to, .call_sid = s->call_sid, .stream_sid = s->stream_sid,
+    *c = (call_info_t){.call_id = s->call_id,
+                       .assistant = s->assistant,
+                       .from = s->from,
+                       .to = s->to,
+                       .call_sid = s->call_sid,
+                       .stream_sid = s->stream_sid,
                        .started_ms = (long long)(s->start_ns / 1000000u)};
     return 1;
 }
@@ -130,9 +133,13 @@ void vb_live_record(vb_live_t *l, const vb_rec_t *rec, const char *line, size_t 
         return;
     }
     if (rec->kind == VB_REC_CALL_STARTED) {
-        call_info_t c = {.call_id = rec->call_id, .assistant = rec->assistant,
-                         .from = rec->from, .to = rec->to, .call_sid = rec->call_sid,
-                         .stream_sid = rec->stream_sid, .started_ms = rec->t_ns / 1000000};
+        call_info_t c = {.call_id = rec->call_id,
+                         .assistant = rec->assistant,
+                         .from = rec->from,
+                         .to = rec->to,
+                         .call_sid = rec->call_sid,
+                         .stream_sid = rec->stream_sid,
+                         .started_ms = rec->t_ns / 1000000};
         announce(l, &c);
     } else if (rec->kind == VB_REC_CALL_ENDED && remove_call(l, rec->call_id) < 0) {
         remember_end(l, rec->call_id);

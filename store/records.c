@@ -14,23 +14,24 @@
 
 /* $1 call_id, $2 t_ns, $3 assistant (name or id), $4 assistant_id, $5 from, $6 to,
  * $7 call_sid, $8 stream_sid, $9 direction. The organization is the assistant's
- * (by id, or the called number's assistant of that name), else the called
+ * (by id: assistant_id, or an id in assistant; else the called number's
+ * assistant of that name), else the called
  * number's, else the default one. A status callback that already ended the
  * call (applied while the record waited in the spool) is kept. */
 const char vb_rec_sql_call_started[] =
     "WITH asst AS ("
-    " SELECT a.id, a.organization_id FROM assistants a WHERE a.id = vb_uuid_or_null($4)"
+    " SELECT a.id, a.organization_id, a.name FROM assistants a"
+    " WHERE a.id = COALESCE(vb_uuid_or_null($4), vb_uuid_or_null($3))"
     " UNION ALL"
-    " SELECT a.id, a.organization_id FROM phone_numbers n JOIN assistants a"
-    " ON a.id = n.assistant_id"
-    " WHERE n.number = $6 AND (a.name = $3 OR a.id = vb_uuid_or_null($3))"
+    " SELECT a.id, a.organization_id, a.name FROM phone_numbers n JOIN assistants a"
+    " ON a.id = n.assistant_id WHERE n.number = $6 AND a.name = $3"
     " LIMIT 1) "
     "INSERT INTO calls (id, organization_id, assistant_id, assistant_name, direction,"
     " from_number, to_number, carrier_call_sid, stream_sid, status, started_at, answered_at) "
     "SELECT $1::uuid,"
     " COALESCE((SELECT organization_id FROM asst),"
     " (SELECT organization_id FROM phone_numbers WHERE number = $6), vb_default_org()),"
-    " (SELECT id FROM asst), $3, $9, $5, $6, $7, $8,"
+    " (SELECT id FROM asst), COALESCE((SELECT name FROM asst), $3), $9, $5, $6, $7, $8,"
     " COALESCE((SELECT e.status FROM call_status_events e WHERE e.call_sid = $7"
     " AND vb_call_status_rank(e.status) > 4 ORDER BY e.sequence_number DESC LIMIT 1),"
     " 'in-progress'),"

@@ -85,8 +85,8 @@ static int drop_torn_tail(vb_spool_t *sp)
 static int at_line_start(const vb_spool_t *sp, uint64_t off)
 {
     char c;
-    return off == 0 || (off <= sp->size && pread(sp->fd, &c, 1, (off_t)off - 1) == 1 &&
-                        c == '\n');
+    return off == 0 ||
+           (off <= sp->size && pread(sp->fd, &c, 1, (off_t)off - 1) == 1 && c == '\n');
 }
 
 static void read_cursor(vb_spool_t *sp)

@@ -18,10 +18,10 @@
 
 typedef struct {
     char dir[512];
-    int fd;          /* events.jsonl, read and append */
-    uint64_t ino;    /* its inode: a cursor for another file means "from 0" */
-    uint64_t size;   /* bytes written */
-    uint64_t synced; /* bytes known to be on disk */
+    int fd;           /* events.jsonl, read and append */
+    uint64_t ino;     /* its inode: a cursor for another file means "from 0" */
+    uint64_t size;    /* bytes written */
+    uint64_t synced;  /* bytes known to be on disk */
     uint64_t applied; /* the cursor: bytes applied to the database */
 } vb_spool_t;
 

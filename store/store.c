@@ -37,9 +37,9 @@ typedef struct {
     uint32_t *ack_gen;    /* per slot: the gen to acknowledge once on disk, 0 = none */
     char *pending;        /* lines drained, not yet in the spool */
     size_t pending_len, pending_cap;
-    vb_rec_t rec;         /* scratch for the live state */
-    vb_apply_t *apply;    /* NULL without database_url */
-    vb_live_t *live;      /* NULL without redis_url */
+    vb_rec_t rec;      /* scratch for the live state */
+    vb_apply_t *apply; /* NULL without database_url */
+    vb_live_t *live;   /* NULL without redis_url */
     struct event *exit_ev;
     uint64_t exit_deadline_ms;
 } store_t;
@@ -96,13 +96,14 @@ static void record_failure(store_t *st, vb_slot_t *s)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char line[512];
-    int n = snprintf(line, sizeof(line),
-                     "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
-                     "\"media worker crashed\",\"failed\":true,\"frames_in\":%llu,"
-                     "\"frames_out\":%llu}\n",
-                     (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
-                     s->call_id, (unsigned long long)atomic_load(&s->frames_in),
-                     (unsigned long long)atomic_load(&s->frames_out));
+    int n =
+        snprintf(line, sizeof(line),
+                 "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
+                 "\"media worker crashed\",\"failed\":true,\"frames_in\":%llu,"
+                 "\"frames_out\":%llu}\n",
+                 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
+                 s->call_id, (unsigned long long)atomic_load(&s->frames_in),
+                 (unsigned long long)atomic_load(&s->frames_out));
     add_line(st, line, (size_t)n);
     vb_log(VB_LOG_WARN, "call %s failed: its media worker crashed", s->call_id);
 }
@@ -210,7 +211,7 @@ static void begin_exit(store_t *st)
     }
 }
 
-static int open_databases(store_t *st, const vb_conf_t *old);
+static void open_databases(store_t *st, const vb_conf_t *old);
 
 /* SIGHUP: a new database_url or redis_url takes effect now. Records in flight
  * to the old database stay in the spool and go to the new one. */
@@ -228,9 +229,7 @@ static void reload(store_t *st)
     const vb_conf_t *old = st->conf;
     st->conf = next; /* the old one is not freed: the first one is the master's copy */
     vb_log_set_level(next->log_level);
-    if (open_databases(st, old) < 0) {
-        vb_log(VB_LOG_ERR, "reload: cannot set up the new database_url / redis_url");
-    }
+    open_databases(st, old);
 }
 
 static void on_chan(evutil_socket_t fd, short what, void *arg)
@@ -257,8 +256,10 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 }
 
 /* PostgreSQL and Redis, when configured (and changed since OLD, when given).
- * Either may be down now: they are connected in the background. */
-static int open_databases(store_t *st, const vb_conf_t *old)
+ * Either may be down now: they are connected in the background. A setting
+ * that cannot be used is logged and the store goes on without it: the rings
+ * and the spool must keep working whatever happens to the databases. */
+static void open_databases(store_t *st, const vb_conf_t *old)
 {
     const vb_conf_t *conf = st->conf;
     if (old == NULL || strcmp(old->database_url, conf->database_url) != 0) {
@@ -267,7 +268,7 @@ static int open_databases(store_t *st, const vb_conf_t *old)
         if (conf->database_url[0] != '\0') {
             st->apply = vb_apply_new(st->base, conf->database_url, &st->spool);
             if (st->apply == NULL) {
-                return -1;
+                vb_log(VB_LOG_ERR, "store: records stay in the spool: cannot use database_url");
             }
             vb_apply_kick(st->apply); /* what a previous run left in the spool */
         }
@@ -278,11 +279,10 @@ static int open_databases(store_t *st, const vb_conf_t *old)
         if (conf->redis_url[0] != '\0') {
             st->live = vb_live_new(st->base, conf->redis_url, st->ctx->shm);
             if (st->live == NULL) {
-                return -1;
+                vb_log(VB_LOG_ERR, "store: no live state: cannot use redis_url");
             }
         }
     }
-    return 0;
 }
 
 static void add_events(store_t *st)
@@ -315,10 +315,7 @@ int vb_store_main(vb_child_ctx_t *ctx)
         return VB_EXIT_CONFIG;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (open_databases(st, NULL) < 0) {
-        vb_log(VB_LOG_ERR, "store: cannot set up database_url / redis_url");
-        return VB_EXIT_CONFIG;
-    }
+    open_databases(st, NULL);
     add_events(st);
     event_base_dispatch(st->base);
     flush(st);

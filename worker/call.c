@@ -194,12 +194,8 @@ static void on_media(vb_call_t *call)
     f.t_ns = vb_now_ns();
     vb_slot_t *s = call->slot;
     atomic_fetch_add_explicit(&s->frames_in, 1, memory_order_relaxed);
-    int rc = vb_ring_push(vb_slot_ring(s, VB_RING_CALLER_AUDIO), &f, sizeof(f));
-    if (rc == 1) {
-        vb_shm_ring_bell(call->ctx->shm, call->slot_idx, VB_BELL_BROKER);
-    } else if (rc < 0) {
-        atomic_fetch_add_explicit(&s->overruns, 1, memory_order_relaxed);
-    }
+    vb_shm_push(call->ctx->shm, call->slot_idx, VB_RING_CALLER_AUDIO, &f, sizeof(f));
+    vb_call_pump_out(call); /* each inbound frame is also the outbound clock */
 }
 
 static void send_ctl(vb_call_t *call, uint32_t type, const char *text)

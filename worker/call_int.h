@@ -37,7 +37,6 @@ struct vb_call {
     uint64_t frames_sent;
     uint64_t last_mark_frames;
     uint64_t clear_floor; /* marks at or below this were flushed by a clear */
-    uint64_t next_tick_ns;
     /* the broker serving this slot, to notice when it dies */
     uint32_t broker_epoch;
     int32_t broker_pid;

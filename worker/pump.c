@@ -17,6 +17,8 @@
 #define FRAME_NS 20000000ull
 #define MARK_EVERY_FRAMES 5 /* one mark per 100 ms of audio sent */
 #define WS_BACKLOG_MAX 65536 /* bytes queued to a slow carrier before we stop sending */
+#define HOUSEKEEPING_MS 100
+#define UTTERANCE_GAP_NS 200000000ull /* a pause longer than this starts a new utterance */
 
 /* 425 Hz, 0.4 s on / 0.6 s off, soft: the caller hears the line is alive. */
 static void make_hold_tone(uint8_t *out)
@@ -105,6 +107,12 @@ void vb_call_pump_out(vb_call_t *call)
     uint64_t now = vb_now_ns();
     uint64_t cap = (uint64_t)call->ctx->conf->max_unplayed_ms * 1000000ull;
     if (call->drain_at_ns < now) {
+        if (call->frames_sent > 0 && now - call->drain_at_ns > FRAME_NS &&
+            now - call->drain_at_ns < UTTERANCE_GAP_NS &&
+            vb_ring_count(vb_slot_ring(call->slot, VB_RING_AGENT_AUDIO)) > 0) {
+            /* audio was waiting while the carrier played silence */
+            atomic_fetch_add_explicit(&call->slot->late_frames, 1, memory_order_relaxed);
+        }
         call->drain_at_ns = now;
     }
     uint8_t ulaw[160];
@@ -147,14 +155,14 @@ static void watch_broker(vb_call_t *call)
     }
 }
 
+/* Housekeeping every HOUSEKEEPING_MS: the pump itself runs on every inbound
+ * frame (Twilio streams the caller's audio without pause) and on the broker's
+ * bell, so a per-call 20 ms timer would only add a wake-up per frame. This
+ * timer also keeps audio flowing, in max_unplayed_ms batches, should the
+ * carrier stop sending. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     vb_call_t *call = arg;
-    uint64_t now = vb_now_ns();
-    if (call->started && now > call->next_tick_ns + FRAME_NS) {
-        atomic_fetch_add_explicit(&call->slot->late_frames, 1, memory_order_relaxed);
-    }
-    call->next_tick_ns = now + FRAME_NS;
     if (call->started) {
         watch_broker(call);
     }
@@ -181,10 +189,9 @@ int vb_call_pump_start(vb_call_t *call)
     }
     vb_shm_bell_drain(bell);
     make_hold_tone(call->hold_tone);
-    struct timeval tv = {0, 20000};
+    struct timeval tv = {0, HOUSEKEEPING_MS * 1000};
     event_add(call->tick_ev, &tv);
     event_add(call->bell_ev, NULL);
-    call->next_tick_ns = vb_now_ns() + FRAME_NS;
     return 0;
 }
 

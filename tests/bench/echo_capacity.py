@@ -52,13 +52,17 @@ def title(pid):
         return ""
 
 
-def cpu_seconds(pids):
+def cpu_seconds(root):
+    """CPU of the server: every live process, plus what the master collected
+    from children it reaped (workers come and go during a step)."""
     total = 0
-    for pid in pids:
+    for pid in descendants(root):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime + stime
+            if pid == root:
+                total += int(fields[13]) + int(fields[14])  # cutime + cstime
         except OSError:
             pass
     return total / CLK
@@ -117,9 +121,8 @@ def worker_pss(root):
 
 
 def run_step(build, proc, api, n, args):
-    pids = descendants(proc.pid)
     idle = median(worker_pss(proc.pid))
-    cpu0 = cpu_seconds(descendants(proc.pid))
+    cpu0 = cpu_seconds(proc.pid)
     sim = subprocess.Popen(
         [os.path.join(build, "voxbridge-callsim"), "--url", f"http://127.0.0.1:{api}",
          "--token", "bench-token", "--to", "+15550000001", "--calls", str(n),
@@ -128,7 +131,7 @@ def run_step(build, proc, api, n, args):
     time.sleep(args.ramp_ms * n / 1000 + args.duration / 2)
     busy = median(worker_pss(proc.pid))
     out, _ = sim.communicate(timeout=args.duration * 3 + n)
-    cpu1 = cpu_seconds(descendants(proc.pid))
+    cpu1 = cpu_seconds(proc.pid)
     s = json.loads(out.strip().splitlines()[-1])
     call_seconds = max(1e-9, s["answered"] * args.duration)
     return {

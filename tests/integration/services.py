@@ -12,7 +12,7 @@ Python 3 standard library only.
 
     rd = services.start_redis()         # redis-server, no persistence
     rd.url                              # redis://127.0.0.1:PORT/0
-    rd.command("SMEMBERS", "k")         # the reply: bytes, int, list, None or RedisError
+    rd.command("SMEMBERS", "k", db=1)   # the reply: bytes, int, list, None or RedisError
     rd.close()
 
 PostgreSQL refuses to run as root: when the tests run as root, initdb, pg_ctl
@@ -272,16 +272,20 @@ class Redis:
             self.proc.wait()
         self.proc = None
 
-    def command(self, *args, timeout=5):
-        """One command on a fresh connection; returns the parsed reply."""
+    def command(self, *args, db=None, timeout=5):
+        """One command on a fresh connection (after SELECT DB when given);
+        returns the parsed reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
             f = s.makefile("rb")
-            return _resp_read(f)
+            reply = None
+            for cmd in ([("SELECT", db)] if db is not None else []) + [args]:
+                out = b"*%d\r\n" % len(cmd)
+                for a in cmd:
+                    a = a if isinstance(a, bytes) else str(a).encode()
+                    out += b"$%d\r\n%s\r\n" % (len(a), a)
+                s.sendall(out)
+                reply = _resp_read(f)
+            return reply
 
     def close(self):
         self.stop()

@@ -2,7 +2,8 @@
 # make check: every key of `voxbridge --config-keys` must be documented in
 # voxbridge.conf(5) (man/voxbridge.conf.5) and docs/configuration.md, with the same
 # reload/restart class (on failure, `make update-conf-docs` regenerates both), and
-# every option and command of `voxbridge --help` must be in voxbridge(8).
+# every option and command of `voxbridge --help` must be in voxbridge(8), and every
+# option of `voxbridge-callsim --help` in voxbridge-callsim(1).
 # Run from the build dir (where ./voxbridge is); $srcdir is the source tree.
 set -u
 srcdir=${srcdir:-.}
@@ -50,13 +51,26 @@ done
 man8=$srcdir/man/voxbridge.8
 usage=$("$bin" --help 2>&1)
 man8_plain=$(sed -e 's/\\-/-/g' "$man8")
-words=$(printf '%s\n' "$usage" | sed -n 's/^ *\(usage:\)\{0,1\} *voxbridge \(.*\)$/\2/p' |
-    sed 's/  .*//' | tr ' []|' '\n\n\n\n' | grep -E '^(-[A-Za-z]|--[a-z-]+|[a-z][a-z-]+)$' |
-    sort -u)
+words=$(printf '%s\n' "$usage" | awk '
+    { sub(/^ *usage:/, ""); sub(/^ */, "") }
+    $1 != "voxbridge" { next }
+    $2 !~ /^[-[]/ { print $2 }
+    { for (i = 2; i <= NF; i++) { w = $i; gsub(/[][|]/, "", w)
+        if (w ~ /^(-[A-Za-z]|--[a-z][a-z-]*)$/) print w } }' | sort -u)
 [ -n "$words" ] || { echo "FAIL: no options found in 'voxbridge --help'"; fails=$((fails + 1)); }
 for w in $words; do
     printf '%s\n' "$man8_plain" | grep -qE -- "(^|[ \"])$w([ ,\"]|\$)" || {
         echo "FAIL: '$w' (from voxbridge --help) is missing from man/voxbridge.8"
+        fails=$((fails + 1)); }
+done
+# voxbridge-callsim(1): each --option of `voxbridge-callsim --help`.
+callsim=${CALLSIM_BIN:-./voxbridge-callsim}
+man1_plain=$(sed -e 's/\\-/-/g' "$srcdir/man/voxbridge-callsim.1")
+copts=$("$callsim" --help 2>&1 | sed -n 's/^  *\(--[a-z][a-z-]*\).*/\1/p' | sort -u)
+[ -n "$copts" ] || { echo "FAIL: no options found in 'voxbridge-callsim --help'"; fails=$((fails + 1)); }
+for o in $copts; do
+    printf '%s\n' "$man1_plain" | grep -qE -- "^\.BI? $o( |\$)" || {
+        echo "FAIL: '$o' (from voxbridge-callsim --help) is missing from man/voxbridge-callsim.1"
         fails=$((fails + 1)); }
 done
 if [ "$fails" -ne 0 ]; then
@@ -65,3 +79,4 @@ if [ "$fails" -ne 0 ]; then
 fi
 echo "all $n config keys are documented in voxbridge.conf(5) and docs/configuration.md"
 echo "voxbridge(8) has every option and command of --help:" $words
+echo "voxbridge-callsim(1) has its" $(echo $copts | wc -w) "options"
