@@ -6,8 +6,8 @@
 #   $(sbindir)/voxbridge, $(bindir)/voxbridge-callsim     (the *_PROGRAMS)
 #   $(sysconfdir)/voxbridge/voxbridge.conf                (never overwritten)
 #   $(sysconfdir)/logrotate.d/voxbridge
-#   $(pkgdatadir)/sql/*.sql                               (what `voxbridge migrate` applies)
-#   $(pkgdatadir)/...                                     (voice data: pkgdata_DATA += ...)
+#   $(pkgdatadir)/sql/*.sql       (mk/store.mk: dist_sql_DATA; what `voxbridge migrate` applies)
+#   $(pkgdatadir)/...             (other data: pkgdata_DATA += ... in its fragment)
 #   $(localstatedir)/lib/voxbridge, $(localstatedir)/log/voxbridge (empty; the service's)
 #   $(systemdsystemunitdir)/voxbridge.service, $(sysusersdir)/voxbridge.conf,
 #   $(tmpfilesdir)/voxbridge.conf, $(mandir)/man8/voxbridge.8, man5/voxbridge.conf.5,
@@ -18,7 +18,6 @@
 vbconfdir = $(sysconfdir)/voxbridge
 vbstatedir = $(localstatedir)/lib/voxbridge
 vblogdir = $(localstatedir)/log/voxbridge
-vbsqldir = $(pkgdatadir)/sql
 logrotatedir = $(sysconfdir)/logrotate.d
 
 dist_man_MANS = man/voxbridge.8 man/voxbridge.conf.5 man/voxbridge-callsim.1
@@ -61,7 +60,7 @@ endif
 
 # sysusers.d and tmpfiles.d files are named voxbridge.conf where they go.
 install-data-local: $(PKG_GENERATED)
-	$(MKDIR_P) '$(DESTDIR)$(vbconfdir)' '$(DESTDIR)$(logrotatedir)' '$(DESTDIR)$(vbsqldir)' \
+	$(MKDIR_P) '$(DESTDIR)$(vbconfdir)' '$(DESTDIR)$(logrotatedir)' \
 	  '$(DESTDIR)$(vbstatedir)' '$(DESTDIR)$(vblogdir)'
 	@if test -f '$(DESTDIR)$(vbconfdir)/voxbridge.conf'; then \
 	  echo "keeping $(DESTDIR)$(vbconfdir)/voxbridge.conf (not overwritten)"; \
@@ -71,11 +70,6 @@ install-data-local: $(PKG_GENERATED)
 	    '$(DESTDIR)$(vbconfdir)/voxbridge.conf' || exit 1; \
 	fi
 	$(INSTALL_DATA) packaging/logrotate/voxbridge '$(DESTDIR)$(logrotatedir)/voxbridge'
-	@for f in $(srcdir)/sql/*.sql; do \
-	  test -f "$$f" || continue; \
-	  echo " $(INSTALL_DATA) $$f '$(DESTDIR)$(vbsqldir)'"; \
-	  $(INSTALL_DATA) "$$f" '$(DESTDIR)$(vbsqldir)' || exit 1; \
-	done
 if VB_SYSUSERS
 	$(MKDIR_P) '$(DESTDIR)$(sysusersdir)'
 	$(INSTALL_DATA) packaging/systemd/voxbridge.sysusers '$(DESTDIR)$(sysusersdir)/voxbridge.conf'
@@ -96,18 +90,13 @@ uninstall-local:
 	  echo "keeping the edited $(DESTDIR)$(vbconfdir)/voxbridge.conf"; \
 	fi
 	rm -f '$(DESTDIR)$(logrotatedir)/voxbridge'
-	@for f in $(srcdir)/sql/*.sql; do \
-	  test -f "$$f" || continue; \
-	  rm -f '$(DESTDIR)$(vbsqldir)'/"$$(basename "$$f")"; \
-	done
 if VB_SYSUSERS
 	rm -f '$(DESTDIR)$(sysusersdir)/voxbridge.conf'
 endif
 if VB_TMPFILES
 	rm -f '$(DESTDIR)$(tmpfilesdir)/voxbridge.conf'
 endif
-	-rmdir '$(DESTDIR)$(vbsqldir)' '$(DESTDIR)$(vbconfdir)' '$(DESTDIR)$(vbstatedir)' \
-	  '$(DESTDIR)$(vblogdir)' 2>/dev/null
+	-rmdir '$(DESTDIR)$(vbconfdir)' '$(DESTDIR)$(vbstatedir)' '$(DESTDIR)$(vblogdir)' 2>/dev/null
 
 # Directories listed in VB_DIST_DIRS (Makefile.am) are copied from the source tree
 # only, so a VPATH build dir's objects never reach the tarball, and a directory that
@@ -123,12 +112,14 @@ dist-hook:
 EXTRA_DIST += $(PKG_TEMPLATES) packaging/gen-conf-docs.py \
 	packaging/deb packaging/rpm/voxbridge.spec packaging/README.md \
 	tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh tests/packaging/check-unit.sh \
+	tests/packaging/check-install.sh \
 	tests/packaging/run.sh tests/packaging/pkgtest.py
 
 # The man pages and docs/configuration.md must name every key and option, the deb/rpm
-# versions must match configure's, and the unit must pass systemd-analyze verify.
+# versions must match configure's, the unit must pass systemd-analyze verify, and
+# `make install DESTDIR=...` must lay out (and uninstall) what this file says.
 TESTS += tests/packaging/check-conf-docs.sh tests/packaging/check-versions.sh \
-	tests/packaging/check-unit.sh
+	tests/packaging/check-unit.sh tests/packaging/check-install.sh
 
 # Rewrites man/voxbridge.conf.5 and docs/configuration.md from `voxbridge --config-keys`
 # (run it after adding a key, then commit both).

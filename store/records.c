@@ -17,7 +17,9 @@
  * (by id: assistant_id, or an id in assistant; else the called number's
  * assistant of that name), else the called
  * number's, else the default one. A status callback that already ended the
- * call (applied while the record waited in the spool) is kept. */
+ * call (applied while the record waited in the spool) is kept. A row made by a
+ * record that came first (a turn's placeholder, a call.ended) is completed;
+ * one that has its start already is left alone (replays). */
 const char vb_rec_sql_call_started[] =
     "WITH asst AS ("
     " SELECT a.id, a.organization_id, a.name FROM assistants a"
@@ -36,7 +38,21 @@ const char vb_rec_sql_call_started[] =
     " AND vb_call_status_rank(e.status) > 4 ORDER BY e.sequence_number DESC LIMIT 1),"
     " 'in-progress'),"
     " vb_ts_ns($2::bigint), vb_ts_ns($2::bigint) "
-    "ON CONFLICT (id) DO NOTHING";
+    "ON CONFLICT (id) DO UPDATE SET"
+    " organization_id = EXCLUDED.organization_id, assistant_id = EXCLUDED.assistant_id,"
+    " assistant_name = EXCLUDED.assistant_name, direction = EXCLUDED.direction,"
+    " from_number = EXCLUDED.from_number, to_number = EXCLUDED.to_number,"
+    " carrier_call_sid = EXCLUDED.carrier_call_sid, stream_sid = EXCLUDED.stream_sid,"
+    " started_at = EXCLUDED.started_at, answered_at = EXCLUDED.answered_at,"
+    " status = CASE WHEN calls.ended_at IS NULL THEN EXCLUDED.status ELSE calls.status END,"
+    " duration_ms = (extract(epoch FROM calls.ended_at - EXCLUDED.answered_at) * 1000)::bigint,"
+    " updated_at = now() "
+    "WHERE calls.started_at IS NULL";
+
+/* $1 call_id: the turns stored before their call.started follow its organization. */
+const char vb_rec_sql_turns_org[] =
+    "UPDATE transcript_turns t SET organization_id = c.organization_id FROM calls c"
+    " WHERE c.id = $1::uuid AND t.call_id = c.id AND t.organization_id <> c.organization_id";
 
 /* $1 call_id, $2 t_ns, $3 reason, $4 failed, $5 media stats (JSON). The first
  * end wins; a failure wins over a carrier's terminal status. */
@@ -222,6 +238,8 @@ static void map_started(builder_t *b, const char *t)
     if (rec->stream_sid[0] == '\0') {
         param(b, 7, NULL);
     }
+    start_stmt(b, vb_rec_sql_turns_org);
+    param(b, 0, rec->call_id);
 }
 
 /* The worker's per-call counters, as a JSON object for calls.media_stats. */

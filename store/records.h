@@ -43,6 +43,7 @@ int vb_rec_parse(const char *line, size_t len, vb_rec_t *rec);
 
 /* The SQL of each kind (exposed for the tests). */
 extern const char vb_rec_sql_call_started[];
+extern const char vb_rec_sql_turns_org[];
 extern const char vb_rec_sql_call_ended[];
 extern const char vb_rec_sql_call_placeholder[];
 extern const char vb_rec_sql_turn[];

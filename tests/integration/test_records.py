@@ -314,17 +314,33 @@ class Records(DatabaseTestCase):
                   '"to":"+15559999999"}' % (t0, by_id[0], aid),
                   '{"t":%d,"type":"call.started","call_id":"%s","assistant":"acme1",'
                   '"assistant_id":"%s"}' % (t0, by_id[1], aid)]
+        # a turn that overtook its call.started: the call row is completed, and the
+        # turn follows the call into the number's organization
+        self.sql("INSERT INTO phone_numbers (organization_id, number, assistant_id)"
+                 " VALUES ('%s', '+15558880000', '%s')" % (acme, aid))
+        late = "7b2e0c1d-3333-4c5e-9f80-112233445566"
+        lines += ['{"t":%d,"type":"turn","call_id":"%s","speaker":"agent","text":"welcome"}'
+                  % (t0 + 1, late),
+                  '{"t":%d,"type":"call.started","call_id":"%s","assistant":"acme1",'
+                  '"from":"+15551112222","to":"+15558880000","call_sid":"CAlate"}' % (t0, late)]
         spool = os.path.join(state, "spool", "events.jsonl")
         with open(spool, "w") as f:
             f.write("\n".join(lines) + "\n")
         s = self.db_server(state_dir=state)
-        self.wait_rows("SELECT count(*) FROM calls", 3)
+        self.wait_rows("SELECT count(*) FROM calls", 4)
         self.assertEqual(self.sql("SELECT id, carrier_call_sid, duration_ms FROM calls"
                                   " WHERE status = 'completed'"), [[cid, "CAold", "5000"]])
         self.assertEqual(self.sql("SELECT organization_id, assistant_id, assistant_name, status"
                                   " FROM calls WHERE id IN ('%s', '%s')" % tuple(by_id)),
                          [[acme, aid, "acme1", "in-progress"]] * 2)
-        self.assertEqual(self.sql("SELECT seq, speaker, text FROM transcript_turns ORDER BY seq"),
+        self.assertEqual(self.sql("SELECT organization_id, assistant_name, from_number,"
+                                  " carrier_call_sid, started_at IS NOT NULL FROM calls"
+                                  " WHERE id = '%s'" % late),
+                         [[acme, "acme1", "+15551112222", "CAlate", "t"]])
+        self.assertEqual(self.sql("SELECT organization_id, seq, text FROM transcript_turns"
+                                  " WHERE call_id = '%s'" % late), [[acme, "1", "welcome"]])
+        self.assertEqual(self.sql("SELECT seq, speaker, text FROM transcript_turns"
+                                  " WHERE call_id = '%s' ORDER BY seq" % cid),
                          [["1", "caller", "hello"], ["2", "agent", "bye"]])
         with open(os.path.join(state, "spool", "rejected.jsonl")) as f:
             rejected = f.read().splitlines()

@@ -227,7 +227,10 @@ static void test_rec_call_started(void **state)
               "\"assistant\":\"echo\",\"from\":\"+15551234567\",\"to\":\"+15550000001\"}"),
         0);
     assert_int_equal(rec.kind, VB_REC_CALL_STARTED);
-    assert_int_equal(rec.nstmts, 1);
+    assert_int_equal(rec.nstmts, 2);
+    assert_ptr_equal(rec.stmts[1].sql, vb_rec_sql_turns_org);
+    assert_int_equal(rec.stmts[1].nparams, 1);
+    assert_string_equal(rec.stmts[1].values[0], CALL_ID);
     assert_ptr_equal(rec.stmts[0].sql, vb_rec_sql_call_started);
     assert_int_equal(rec.stmts[0].nparams, 9);
     const char *const *v = rec.stmts[0].values;
