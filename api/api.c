@@ -2,6 +2,7 @@
  * health and metrics. Receives connections from the master over its channel;
  * each is an HTTP/1.1 keep-alive connection handled by common/httpd. */
 #include "api/api.h"
+#include "api/db.h"
 #include "common/chan.h"
 #include "common/httpd.h"
 #include "common/log.h"
@@ -154,6 +155,10 @@ int vb_api_main(vb_child_ctx_t *ctx)
         return VB_EXIT_CONFIG;
     }
     event_add(event_new(a->base, ctx->chan, EV_READ | EV_PERSIST, on_chan, a), NULL);
+    if (vb_api_db_init(ctx->conf, a->base) < 0) {
+        return VB_EXIT_CLEAN;
+    }
     event_base_dispatch(a->base);
+    vb_api_db_close();
     return VB_EXIT_OK;
 }

@@ -3,6 +3,7 @@
  * moves a call through its states. Both check X-Twilio-Signature against the
  * public URL first: a mismatch is 403 and a counter. */
 #include "api/api.h"
+#include "api/db.h"
 #include "api/form.h"
 #include "api/twilio.h"
 #include "common/calltoken.h"
@@ -12,6 +13,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SEEN_CALLBACKS 4096 /* remembered (CallSid, SequenceNumber) pairs */
@@ -73,16 +75,20 @@ static void answer_stream(vb_http_conn_t *c, const vb_conf_t *conf, const vb_ass
                           const char *from, const char *to, const char *call_sid)
 {
     char call_id[37], token[VB_CALL_TOKEN_LEN + 1], url[VB_CONF_STR + 32], twiml[2048];
+    char ref[160], rev[24];
     vb_call_id_new(call_id);
-    vb_call_token(conf->twilio_auth_token, call_id, a->name, from, to, token);
+    snprintf(rev, sizeof(rev), "%lld", a->revision);
+    vb_call_assistant_ref(a->name, a->id, a->revision, ref, sizeof(ref));
+    vb_call_token(conf->twilio_auth_token, call_id, ref, from, to, token);
     size_t n = strlen(conf->public_media_url);
     while (n > 0 && conf->public_media_url[n - 1] == '/') {
         n--;
     }
     snprintf(url, sizeof(url), "%.*s/twilio/media", (int)n, conf->public_media_url);
-    const char *names[] = {"call_id", "assistant", "from", "to", "token"};
-    const char *values[] = {call_id, a->name, from, to, token};
-    size_t len = vb_twiml_connect_stream_params(twiml, sizeof(twiml), url, names, values, 5);
+    const char *names[] = {"call_id", "assistant", "assistant_id", "revision", "from", "to",
+                           "token"};
+    const char *values[] = {call_id, a->name, a->id, rev, from, to, token};
+    size_t len = vb_twiml_connect_stream_params(twiml, sizeof(twiml), url, names, values, 7);
     if (len == 0) {
         vb_api_error(c, 500, "internal", "TwiML did not fit");
         return;
@@ -90,6 +96,26 @@ static void answer_stream(vb_http_conn_t *c, const vb_conf_t *conf, const vb_ass
     vb_log(VB_LOG_INFO, "call %s (%s) from %s to %s: assistant %s", call_id, call_sid, from, to,
            a->name);
     reply_twiml(c, twiml, len);
+}
+
+/* A /twilio/voice request waiting for its number's assistant (api/db.c). */
+typedef struct {
+    vb_http_conn_t *c;
+    const vb_child_ctx_t *ctx;
+    char to[64], from[64], sid[64];
+} voice_req_t;
+
+static void on_voice_assistant(void *arg, const vb_assistant_t *a, int err)
+{
+    voice_req_t *v = arg;
+    if (err < 0) {
+        vb_api_error(v->c, 503, "unavailable", "the database is unavailable");
+    } else if (a == NULL) {
+        answer_unknown(v->c, v->to);
+    } else {
+        answer_stream(v->c, v->ctx->conf, a, v->from, v->to, v->sid);
+    }
+    free(v);
 }
 
 void vb_api_twilio_voice(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_ctx_t *ctx)
@@ -100,14 +126,19 @@ void vb_api_twilio_voice(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_c
     }
     const char *to = vb_form_get(form, "To"), *from = vb_form_get(form, "From");
     const char *sid = vb_form_get(form, "CallSid");
+    voice_req_t *v = NULL;
     if (to == NULL || from == NULL || sid == NULL) {
         vb_api_error(c, 400, "bad_request", "To, From and CallSid are required");
+    } else if ((v = calloc(1, sizeof(*v))) == NULL) {
+        vb_api_error(c, 500, "internal", "out of memory");
     } else {
-        const vb_assistant_t *a = vb_conf_number_assistant(ctx->conf, to);
-        if (a == NULL) {
-            answer_unknown(c, to);
-        } else {
-            answer_stream(c, ctx->conf, a, from, to, sid);
+        *v = (voice_req_t){.c = c, .ctx = ctx};
+        snprintf(v->to, sizeof(v->to), "%s", to);
+        snprintf(v->from, sizeof(v->from), "%s", from);
+        snprintf(v->sid, sizeof(v->sid), "%s", sid);
+        if (vb_api_db_lookup_number(ctx, v->to, on_voice_assistant, v) < 0) {
+            free(v);
+            vb_api_error(c, 500, "internal", "cannot look the number up");
         }
     }
     vb_form_free(form);
@@ -137,6 +168,21 @@ static int seen_before(const char *call_sid, const char *seq)
     return 0;
 }
 
+static void on_status_stored(void *arg, int err, int stored)
+{
+    vb_http_conn_t *c = arg;
+    if (err < 0) {
+        vb_api_error(c, 503, "unavailable", "the database is unavailable");
+        return;
+    }
+    if (stored) {
+        VB_STAT_INC(twilio_status_callbacks);
+    } else {
+        VB_STAT_INC(twilio_status_duplicates);
+    }
+    vb_http_reply(c, 204, NULL, "", 0, NULL);
+}
+
 void vb_api_twilio_status(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_ctx_t *ctx)
 {
     vb_form_t *form = signed_form(c, req, ctx->conf);
@@ -147,6 +193,8 @@ void vb_api_twilio_status(vb_http_conn_t *c, vb_http_req_t *req, const vb_child_
     const char *seq = vb_form_get(form, "SequenceNumber");
     if (sid == NULL || status == NULL) {
         vb_api_error(c, 400, "bad_request", "CallSid and CallStatus are required");
+    } else if (vb_api_db_call_status(ctx, form, on_status_stored, c) == 0) {
+        vb_log(VB_LOG_INFO, "call %s is %s (sequence %s)", sid, status, seq ? seq : "-");
     } else if (seen_before(sid, seq ? seq : "")) {
         VB_STAT_INC(twilio_status_duplicates);
         vb_http_reply(c, 204, NULL, "", 0, NULL);

@@ -2,6 +2,7 @@
  * index modulo brokers), one conversation per call, driven by the caller's
  * audio on the rings. A broker that is restarted after a crash finds its
  * calls still ACTIVE in their slots and takes them over. */
+#include "broker/assistants.h"
 #include "broker/engine.h"
 #include "common/chan.h"
 #include "common/log.h"
@@ -58,12 +59,15 @@ static const vb_engine_t *engine_for(const vb_assistant_t *a)
 
 static void conv_attach(broker_t *b, vb_conv_t *c, uint32_t gen)
 {
-    const vb_assistant_t *a = vb_conf_assistant(b->conf, c->slot->assistant);
+    vb_slot_t *s = c->slot;
+    int rc = vb_assistants_get(b->conf, b->base, s->assistant_id[0] ? s->assistant_id : s->assistant,
+                               s->assistant_revision, &c->asst);
+    if (rc == -EAGAIN) {
+        return; /* loading: the next tick tries again */
+    }
     c->gen = gen;
     c->attached = 1;
-    if (a != NULL) {
-        c->asst = *a;
-    } else {
+    if (rc < 0) {
         memset(&c->asst, 0, sizeof(c->asst));
         vb_log(VB_LOG_WARN, "slot %u: assistant '%s' is not configured; echoing", c->slot_idx,
                c->slot->assistant);
@@ -215,5 +219,6 @@ int vb_broker_main(vb_child_ctx_t *ctx)
     signal(SIGPIPE, SIG_IGN);
     add_events(b);
     event_base_dispatch(b->base);
+    vb_assistants_shutdown();
     return VB_EXIT_OK;
 }

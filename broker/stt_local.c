@@ -618,25 +618,29 @@ static int filler_word(const char *w)
     return w == NULL || w[0] == '<' || w[0] == '[' || w[0] == '+' || w[0] == '(';
 }
 
-/* The hypothesis into OUT, its acoustic score and the 10 ms frame where its last
- * word ends (-1 when none). Returns 1 when there are words. */
-static int hyp_of(ps_decoder_t *ps, char *out, size_t cap, int32 *ascr, int *end_frame)
+/* The hypothesis into OUT, its acoustic score and how many 10 ms frames before the
+ * end of the audio its last word ends (-1 when none). Returns 1 when there are words.
+ * (Segment frame numbers are not counted from the utterance's start in this
+ * pocketsphinx, so the distance is taken from the last segment's end.) */
+static int hyp_of(ps_decoder_t *ps, char *out, size_t cap, int32 *ascr, int *tail)
 {
     int32 score;
+    int last_word_end = -1, last_end = -1;
     const char *h = ps_get_hyp(ps, &score);
     snprintf(out, cap, "%s", h ? h : "");
     *ascr = 0;
-    *end_frame = -1;
     for (ps_seg_t *seg = ps_seg_iter(ps); seg != NULL; seg = ps_seg_next(seg)) {
         int32 a, l, b;
         int sf, ef;
         ps_seg_prob(seg, &a, &l, &b);
         ps_seg_frames(seg, &sf, &ef);
         *ascr += a;
+        last_end = ef > last_end ? ef : last_end;
         if (!filler_word(ps_seg_word(seg))) {
-            *end_frame = ef;
+            last_word_end = ef;
         }
     }
+    *tail = last_word_end >= 0 ? last_end - last_word_end : -1;
     return out[0] != '\0';
 }
 
@@ -703,7 +707,9 @@ static void utt_end(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
 {
     vb_stt_result_t r = {.source = VB_STT_SRC_NONE, .confidence = -1e9};
     int end = -1;
+    uint64_t frames_fed = 0; /* 10 ms frames */
     if (s->utt_open) {
+        frames_fed = (uint64_t)ps_get_n_frames(s->dl->ps);
         ps_end_utt(s->dl->ps);
         if (s->dp != NULL) {
             ps_end_utt(s->dp->ps);
@@ -712,8 +718,10 @@ static void utt_end(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
         utt_release(t, s);
     }
     r.start_ns = it->first_voice_ns;
-    r.speech_end_ns = end >= 0 ? s->utt_t0 + (uint64_t)(end + 1) * NS_PER_10MS
-                               : it->last_voice_ns;
+    r.speech_end_ns = it->last_voice_ns;
+    if (end >= 0 && (uint64_t)end < frames_fed) {
+        r.speech_end_ns = s->utt_t0 + (frames_fed - (uint64_t)end) * NS_PER_10MS;
+    }
     r.endpoint_ns = it->t_ns;
     r.voiced_frames = it->voiced;
     r.final_ns = mono_ns();
@@ -958,6 +966,7 @@ vb_stt_t *vb_stt_local_start(const vb_stt_opts_t *opts)
         t->opts.end_silence_ms = VB_STT_END_SILENCE_MS;
     }
     t->start_rc = 1;
+    err_set_logfp(NULL); /* no configuration dumps on stderr */
     err_set_callback(sphinx_log, NULL);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);

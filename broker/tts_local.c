@@ -357,12 +357,13 @@ static int publish(vb_tts_t *t, const int16_t *pcm, int last)
 {
     job_t *j = &t->job;
     vb_tts_stream_t *s = j->s;
-    int first = 0, rc = 0;
+    int first = 0, was_empty = 0, rc = 0;
     pthread_mutex_lock(&t->mu);
     if (s->dead || s->epoch != j->epoch) {
         rc = -1;
     } else {
         first = s->utt_frames == 0;
+        was_empty = s->nframes == 0;
         vb_tts_frame_info_t info = {.id = j->id, .first = first, .last = last};
         if (fifo_push(s, pcm, info) < 0) {
             vb_log(VB_LOG_ERR, "local tts: out of memory; the reply is cut short");
@@ -372,7 +373,7 @@ static int publish(vb_tts_t *t, const int16_t *pcm, int last)
         }
     }
     pthread_mutex_unlock(&t->mu);
-    if (rc == 0 && (first || last) && s->notify != NULL) {
+    if (rc == 0 && (first || last || was_empty) && s->notify != NULL) {
         s->notify(s->arg);
     }
     return rc;
@@ -428,10 +429,23 @@ static int synth_cb(short *wav, int n, espeak_EVENT *events)
     return 0;
 }
 
+/* By voice name ("en-us", "en-gb+f2"), else as a language with an optional variant,
+ * as the espeak-ng program does it. */
+static int select_voice(const char *voice)
+{
+    if (espeak_ng_SetVoiceByName(voice) == ENS_OK) {
+        return 0;
+    }
+    espeak_VOICE sel;
+    memset(&sel, 0, sizeof(sel));
+    sel.languages = voice;
+    return espeak_ng_SetVoiceByProperties(&sel) == ENS_OK ? 0 : -1;
+}
+
 static void set_voice(vb_tts_t *t, const char *voice, int rate)
 {
     if (strcmp(voice, t->cur_voice) != 0) {
-        if (espeak_SetVoiceByName(voice) != EE_OK) {
+        if (select_voice(voice) != 0) {
             if (strcmp(voice, t->bad_voice) != 0) {
                 vb_log(VB_LOG_WARN, "local tts: unknown espeak-ng voice '%s'; using %s", voice,
                        VB_TTS_DEFAULT_VOICE);

@@ -28,8 +28,9 @@ typedef struct vb_tts vb_tts_t;
 typedef struct vb_tts_stream vb_tts_stream_t;
 
 /* Called on the synthesis thread when the first frame of an utterance can be
- * read (so the loop need not wait for its next tick), and when an utterance
- * has been fully synthesised. Must be cheap and thread-safe (write an eventfd). */
+ * read (so the loop need not wait for its next tick), when a frame arrives in an
+ * empty stream and when an utterance has been fully synthesised. Must be cheap and
+ * thread-safe (write an eventfd). */
 typedef void (*vb_tts_notify_fn)(void *arg);
 
 /* Start the synthesis thread and load espeak-ng (data from DATA_PATH, NULL for

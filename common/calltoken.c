@@ -31,6 +31,12 @@ int vb_call_token_ok(const char *key, const char *call_id, const char *assistant
            CRYPTO_memcmp(want, token, VB_CALL_TOKEN_LEN) == 0;
 }
 
+void vb_call_assistant_ref(const char *name, const char *id, long long revision, char *out,
+                           size_t cap)
+{
+    snprintf(out, cap, "%s\n%s\n%lld", name, id, revision);
+}
+
 void vb_call_id_new(char out[37])
 {
     unsigned char b[16];

@@ -15,6 +15,10 @@ void vb_call_token(const char *key, const char *call_id, const char *assistant, 
 /* 1 when TOKEN matches (constant time), else 0. */
 int vb_call_token_ok(const char *key, const char *call_id, const char *assistant,
                      const char *from, const char *to, const char *token);
+/* What the token says about the assistant: its name, database id and revision
+ * ("name\nid\nrevision"), so none of them can be changed on the stream. */
+void vb_call_assistant_ref(const char *name, const char *id, long long revision, char *out,
+                           size_t cap);
 /* A random UUIDv4 string for a new call. */
 void vb_call_id_new(char out[37]);
 /* 1 when S is non-empty and only letters, digits, '-', '_', '+', '.' and at most MAX bytes. */

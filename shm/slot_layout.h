@@ -151,6 +151,8 @@ typedef struct vb_slot {
     char assistant[64];
     char from[32];
     char to[32];
+    char assistant_id[40];      /* database id, "" for a config-file assistant */
+    int64_t assistant_revision; /* the version the webhook answered with */
     /* Transcript, append-only, written by the broker; bytes below
      * transcript_len are final (release on append, acquire to read). */
     alignas(64) _Atomic uint32_t transcript_len;

@@ -112,6 +112,18 @@ static const char *param(json_t *params, const char *name)
     return v != NULL ? v : "";
 }
 
+/* Caller ids go into JSON records as they are: keep them to printable ASCII
+ * without quotes or backslashes. */
+static void copy_printable(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] != '\0' && i + 1 < cap; i++) {
+        char ch = src[i];
+        dst[i] = (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') ? '_' : ch;
+    }
+    dst[i] = '\0';
+}
+
 static int copy_safe(char *dst, size_t cap, const char *src)
 {
     if (!vb_id_is_safe(src, cap - 1)) {
@@ -127,15 +139,21 @@ static int take_identity(vb_call_t *call, const char *json, size_t len)
     json_t *root = json_loadb(json, len, 0, NULL);
     json_t *params = json_object_get(json_object_get(root, "start"), "customParameters");
     const char *cid = param(params, "call_id"), *asst = param(params, "assistant");
+    const char *asst_id = param(params, "assistant_id"), *rev = param(params, "revision");
     const char *from = param(params, "from"), *to = param(params, "to");
     const char *key = call->ctx->conf->twilio_auth_token;
     vb_slot_t *s = call->slot;
+    char ref[160];
+    long long revision = strtoll(rev, NULL, 10);
+    vb_call_assistant_ref(asst, asst_id, revision, ref, sizeof(ref));
     int rc = -EACCES;
-    if (vb_call_token_ok(key, cid, asst, from, to, param(params, "token")) &&
+    if (vb_call_token_ok(key, cid, ref, from, to, param(params, "token")) &&
         copy_safe(s->call_id, sizeof(s->call_id), cid) == 0 &&
-        copy_safe(s->assistant, sizeof(s->assistant), asst) == 0) {
-        snprintf(s->from, sizeof(s->from), "%.*s", (int)sizeof(s->from) - 1, from);
-        snprintf(s->to, sizeof(s->to), "%.*s", (int)sizeof(s->to) - 1, to);
+        copy_safe(s->assistant, sizeof(s->assistant), asst) == 0 &&
+        (asst_id[0] == '\0' || copy_safe(s->assistant_id, sizeof(s->assistant_id), asst_id) == 0)) {
+        s->assistant_revision = revision;
+        copy_printable(s->from, sizeof(s->from), from);
+        copy_printable(s->to, sizeof(s->to), to);
         snprintf(call->call_id, sizeof(call->call_id), "%s", cid);
         rc = 0;
     }
@@ -168,8 +186,8 @@ static void on_start(vb_call_t *call, const char *json, size_t len)
     VB_STAT_INC(calls_started);
     char f[512];
     snprintf(f, sizeof(f), "\"call_sid\":\"%s\",\"stream_sid\":\"%s\",\"assistant\":\"%s\","
-             "\"from\":\"%s\",\"to\":\"%s\"", s->call_sid, s->stream_sid, s->assistant, s->from,
-             s->to);
+             "\"assistant_id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"", s->call_sid,
+             s->stream_sid, s->assistant, s->assistant_id, s->from, s->to);
     vb_call_event(call, "call.started", f);
     vb_shm_ring_bell(call->ctx->shm, call->slot_idx, VB_BELL_BROKER);
     vb_log(VB_LOG_INFO, "call started: assistant %s, stream %s", s->assistant, s->stream_sid);

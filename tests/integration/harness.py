@@ -628,10 +628,11 @@ def unprivileged_user():
 
 
 def start_postgres():
-    """Reserved: a throw-away PostgreSQL cluster for tests that need the database.
-    When it exists, servers started next to it run as unprivileged_user() when
-    we are root (Server(user=...)). Until then tests that need it are skipped."""
-    raise unittest.SkipTest("PostgreSQL harness not implemented yet")
+    """A throw-away PostgreSQL cluster on loopback (tests/integration/services.py):
+    when we are root it runs as an unprivileged system user, since PostgreSQL
+    refuses to run as root; the servers connect over TCP and need no change."""
+    import services
+    return services.start_postgres()
 
 
 # -------------------------------------------------------------------- test base

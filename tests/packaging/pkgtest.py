@@ -47,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 TOKEN = "package-test-auth-token-0123456789abcdef"
 NUMBER = "+15550000001"
+LOCAL_NUMBER = "+15550000002"   # the offline voice (espeak-ng, pocketsphinx)
 CONF = "/etc/voxbridge/voxbridge.conf"
 STATE = "/var/lib/voxbridge"
 LOGDIR = "/var/log/voxbridge"
@@ -975,7 +976,10 @@ def run_under_systemd(work, deb):
     try:
         ct.mount()
         # in its own network: no database or Redis there; records go to the spool
-        ct.prepare({"database_url": None, "redis_url": None})
+        ct.prepare({"database_url": None, "redis_url": None,
+                    "assistant.offline.mode": "local",
+                    "assistant.offline.first_message": "Hello, you are through to the test line.",
+                    "number." + LOCAL_NUMBER: "offline"})
         ct.boot()
     except Abort as e:
         R.skip("the service under systemd (start, reload, logrotate, stop)",
@@ -996,9 +1000,9 @@ def show(ct, *props):
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def ct_call(ct, port, duration, background=False):
+def ct_call(ct, port, duration, background=False, to=NUMBER):
     argv = ["nsenter", "-t", str(ct.pid1), "-a", "--", "/usr/bin/voxbridge-callsim",
-            "--url", "http://127.0.0.1:%d" % port, "--token", TOKEN, "--to", NUMBER,
+            "--url", "http://127.0.0.1:%d" % port, "--token", TOKEN, "--to", to,
             "--duration", str(duration), "--quiet"]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          universal_newlines=True)
@@ -1033,6 +1037,16 @@ def systemd_checks(ct, deb):
     rc, summary, _ = ct_call(ct, port, 4)
     ok, detail = call_ok(rc, summary)
     R.check("under systemd: a simulated call is answered and echoed back", ok, detail)
+
+    # the offline voice's libraries and data under the same sandbox
+    # (read-only system, MemoryDenyWriteExecute, the system call filter)
+    rc, summary, _ = ct_call(ct, port, 5, to=LOCAL_NUMBER)
+    pc = ((summary or {}).get("per_call") or [{}])[0]
+    R.check("under systemd: a call to the offline-voice assistant is answered, hears the agent "
+            "and ends cleanly", rc == 0 and pc.get("result") == "answered"
+            and pc.get("close_code") == 1000 and not pc.get("server_closed")
+            and pc.get("frames_received", 0) > 0 and show(ct, "ActiveState")["ActiveState"]
+            == "active", json.dumps(pc)[:600])
 
     started = ct_calls_started(ct, port)
     p = ct_call(ct, port, 8, background=True)

@@ -257,6 +257,8 @@ static void test_endpointing(void **state)
     assert_string_equal(r.text, "where are you located");
     assert_int_equal(r.source, VB_STT_SRC_GRAMMAR);
     assert_true(r.voiced_frames > 20);
+    printf("start %llu speech_end %llu endpoint %llu\n", (unsigned long long)r.start_ns,
+           (unsigned long long)r.speech_end_ns, (unsigned long long)r.endpoint_ns);
     assert_true(r.start_ns < r.speech_end_ns && r.speech_end_ns <= r.endpoint_ns);
     assert_int_equal(vb_stt_poll(s, &r), -EAGAIN);
     free(frames);
