@@ -63,9 +63,10 @@ typedef struct {
 
 typedef struct grammar {
     uint64_t key;
-    char *jsgf_phrases; /* NULL when no phrase has a word in the dictionary */
-    char *jsgf_loop;
-    char **words;
+    char *jsgf;
+    char **phrases; /* as in the grammar (words the dictionary lacks left out), sorted */
+    size_t nphrases;
+    char **words;   /* the vocabulary: the phrases' words and loop_words, sorted */
     size_t nwords;
 } grammar_t;
 
@@ -106,7 +107,7 @@ struct vb_stt_stream {
     uint64_t first_voice_ns, last_voice_ns;
     /* recognition thread only */
     grammar_t *g;
-    dec_t *dp, *dl; /* phrase and loop decoders of the utterance in progress */
+    dec_t *dec; /* the decoder of the utterance in progress */
     int utt_open;
     uint64_t utt_t0; /* capture time of the start of the first frame fed */
     noise_t noise;
@@ -243,91 +244,104 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int words_add(grammar_t *g, size_t *cap, const char *w)
+static int list_add(char ***v, size_t *n, size_t *cap, const char *w)
 {
-    if (g->nwords == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        char **v = realloc(g->words, ncap * sizeof(*v));
-        if (v == NULL) {
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        char **nv = realloc(*v, ncap * sizeof(*nv));
+        if (nv == NULL) {
             return -ENOMEM;
         }
-        g->words = v;
+        *v = nv;
         *cap = ncap;
     }
-    return (g->words[g->nwords++] = strdup(w)) ? 0 : -ENOMEM;
+    return ((*v)[(*n)++] = strdup(w)) ? 0 : -ENOMEM;
 }
 
-/* Appends " ( w w w )" for the words of PHRASE found in the dictionary. */
-static int phrase_alt(vb_stt_t *t, grammar_t *g, size_t *cap, sbuf_t *b, const char *phrase,
-                      int *any)
+/* Sorts V and drops duplicates. */
+static void list_unique(char **v, size_t *n)
+{
+    size_t k = 0;
+    qsort(v, *n, sizeof(*v), cmp_str);
+    for (size_t i = 0; i < *n; i++) {
+        if (k > 0 && strcmp(v[k - 1], v[i]) == 0) {
+            free(v[i]);
+        } else {
+            v[k++] = v[i];
+        }
+    }
+    *n = k;
+}
+
+/* PHRASE without the words the dictionary lacks (they cannot be recognised) into
+ * OUT; its words join G's vocabulary. */
+static int phrase_words(vb_stt_t *t, grammar_t *g, size_t *wcap, const char *phrase,
+                        char *out, size_t cap)
 {
     char buf[VB_INTENT_TEXT_MAX];
-    int n = 0, rc = 0;
+    size_t len = 0;
+    int rc = 0;
     snprintf(buf, sizeof(buf), "%s", phrase);
+    out[0] = '\0';
     for (char *save = NULL, *w = strtok_r(buf, " ", &save); w && rc == 0;
          w = strtok_r(NULL, " ", &save)) {
         if (dict_phones(&t->dict, w) == NULL) {
             vb_log(VB_LOG_INFO, "local stt: '%s' is not in the dictionary; left out", w);
             continue;
         }
-        rc = sb_add(b, n++ == 0 ? (*any ? " | ( " : " ( ") : " ");
-        rc = rc ? rc : sb_add(b, w);
-        rc = rc ? rc : words_add(g, cap, w);
-    }
-    if (n > 0 && rc == 0) {
-        rc = sb_add(b, " )");
-        *any = 1;
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? " " : "", w);
+        rc = list_add(&g->words, &g->nwords, wcap, w);
     }
     return rc;
 }
 
-static int build_phrases(vb_stt_t *t, vb_stt_stream_t *s, grammar_t *g, size_t *cap)
+static int collect(vb_stt_t *t, vb_stt_stream_t *s, grammar_t *g)
 {
-    sbuf_t b = {0};
-    int any = 0;
-    int rc = sb_add(&b, "#JSGF V1.0;\ngrammar phrases;\npublic <utt> =");
-    for (size_t i = 0; i < s->nphrases && rc == 0; i++) {
-        rc = phrase_alt(t, g, cap, &b, s->phrases[i], &any);
-    }
-    rc = rc ? rc : sb_add(&b, ";\n");
-    if (rc < 0 || !any) {
-        free(b.p);
-        return rc;
-    }
-    g->jsgf_phrases = b.p;
-    return 0;
-}
-
-static int build_loop(vb_stt_t *t, grammar_t *g, size_t *cap)
-{
+    size_t wcap = 0, pcap = 0;
     int rc = 0;
+    for (size_t i = 0; i < s->nphrases && rc == 0; i++) {
+        char ph[VB_INTENT_TEXT_MAX];
+        rc = phrase_words(t, g, &wcap, s->phrases[i], ph, sizeof(ph));
+        if (rc == 0 && ph[0] != '\0') {
+            rc = list_add(&g->phrases, &g->nphrases, &pcap, ph);
+        }
+    }
     for (size_t i = 0; i < sizeof(loop_words) / sizeof(loop_words[0]) && rc == 0; i++) {
         if (dict_phones(&t->dict, loop_words[i]) != NULL) {
-            rc = words_add(g, cap, loop_words[i]);
+            rc = list_add(&g->words, &g->nwords, &wcap, loop_words[i]);
         }
     }
-    if (rc < 0) {
-        return rc;
-    }
-    qsort(g->words, g->nwords, sizeof(*g->words), cmp_str);
-    size_t n = 0;
-    for (size_t i = 0; i < g->nwords; i++) {
-        if (n > 0 && strcmp(g->words[n - 1], g->words[i]) == 0) {
-            free(g->words[i]);
-        } else {
-            g->words[n++] = g->words[i];
-        }
-    }
-    g->nwords = n;
+    list_unique(g->phrases, &g->nphrases);
+    list_unique(g->words, &g->nwords);
+    return rc;
+}
+
+/* public <utt> = <phrase> | <other>; the phrases verbatim, <other> any sequence of
+ * the vocabulary, each word of it weighted down by VB_STT_LOOP_WEIGHT. */
+static int build_jsgf(grammar_t *g)
+{
     sbuf_t b = {0};
-    rc = sb_add(&b, "#JSGF V1.0;\ngrammar loop;\npublic <utt> = (");
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = sb_add(&b, i ? " | " : " ");
+    int rc = sb_add(&b, g->nphrases ? "#JSGF V1.0;\ngrammar caller;\n"
+                                      "public <utt> = <phrase> | <other>;\n<phrase> ="
+                                    : "#JSGF V1.0;\ngrammar caller;\npublic <utt> = <other>;\n");
+    for (size_t i = 0; i < g->nphrases && rc == 0; i++) {
+        rc = sb_add(&b, i ? " | ( " : " ( ");
+        rc = rc ? rc : sb_add(&b, g->phrases[i]);
+        rc = rc ? rc : sb_add(&b, " )");
+    }
+    rc = rc ? rc : sb_add(&b, g->nphrases ? ";\n<other> = (" : "<other> = (");
+    for (size_t i = 0; i < g->nwords && rc == 0; i++) {
+        rc = sb_add(&b, i ? " | /" VB_STT_LOOP_WEIGHT "/ " : " /" VB_STT_LOOP_WEIGHT "/ ");
         rc = rc ? rc : sb_add(&b, g->words[i]);
     }
     rc = rc ? rc : sb_add(&b, " )+;\n");
-    g->jsgf_loop = b.p;
+    g->jsgf = b.p;
     return rc;
+}
+
+static int is_phrase(const grammar_t *g, const char *text)
+{
+    return bsearch(&text, g->phrases, g->nphrases, sizeof(char *), cmp_str) != NULL;
 }
 
 static void grammar_free(grammar_t *g)
@@ -338,21 +352,23 @@ static void grammar_free(grammar_t *g)
     for (size_t i = 0; i < g->nwords; i++) {
         free(g->words[i]);
     }
+    for (size_t i = 0; i < g->nphrases; i++) {
+        free(g->phrases[i]);
+    }
     free(g->words);
-    free(g->jsgf_phrases);
-    free(g->jsgf_loop);
+    free(g->phrases);
+    free(g->jsgf);
     free(g);
 }
 
 static grammar_t *grammar_new(vb_stt_t *t, vb_stt_stream_t *s)
 {
     grammar_t *g = calloc(1, sizeof(*g));
-    size_t cap = 0;
     if (g == NULL) {
         return NULL;
     }
     g->key = s->key;
-    if (build_phrases(t, s, g, &cap) < 0 || build_loop(t, g, &cap) < 0) {
+    if (collect(t, s, g) < 0 || build_jsgf(g) < 0) {
         grammar_free(g);
         return NULL;
     }
@@ -361,9 +377,9 @@ static grammar_t *grammar_new(vb_stt_t *t, vb_stt_stream_t *s)
 
 /* ---- decoders (thread) -------------------------------------------------------------- */
 
-static void search_name(char *out, size_t cap, char role, uint64_t key)
+static void search_name(char *out, size_t cap, uint64_t key)
 {
-    snprintf(out, cap, "%c%016llx", role, (unsigned long long)key);
+    snprintf(out, cap, "g%016llx", (unsigned long long)key);
 }
 
 static void dec_free(dec_t *d)
@@ -428,9 +444,7 @@ static int dec_add_words(vb_stt_t *t, dec_t *d, const grammar_t *g)
 static void dec_forget_oldest(dec_t *d)
 {
     char name[24];
-    search_name(name, sizeof(name), 'p', d->keys[0]);
-    ps_unset_search(d->ps, name);
-    search_name(name, sizeof(name), 'l', d->keys[0]);
+    search_name(name, sizeof(name), d->keys[0]);
     ps_unset_search(d->ps, name);
     memmove(d->keys, d->keys + 1, (size_t)(d->nkeys - 1) * sizeof(d->keys[0]));
     d->nkeys--;
@@ -456,14 +470,9 @@ static int dec_add_grammar(vb_stt_t *t, dec_t *d, const grammar_t *g)
         dec_forget_oldest(d);
     }
     dec_add_words(t, d, g);
-    search_name(name, sizeof(name), 'l', g->key);
-    if (ps_set_jsgf_string(d->ps, name, g->jsgf_loop) < 0) {
-        vb_log(VB_LOG_ERR, "local stt: pocketsphinx refused the word loop grammar");
-        return -EINVAL;
-    }
-    search_name(name, sizeof(name), 'p', g->key);
-    if (g->jsgf_phrases && ps_set_jsgf_string(d->ps, name, g->jsgf_phrases) < 0) {
-        vb_log(VB_LOG_ERR, "local stt: pocketsphinx refused the phrase grammar");
+    search_name(name, sizeof(name), g->key);
+    if (ps_set_jsgf_string(d->ps, name, g->jsgf) < 0) {
+        vb_log(VB_LOG_ERR, "local stt: pocketsphinx refused the caller grammar");
         return -EINVAL;
     }
     d->keys[d->nkeys++] = g->key;
@@ -552,64 +561,47 @@ static void noise_add(noise_t *n, const int16_t *in, int16_t *out)
     }
 }
 
-static int start_search(dec_t *d, char role, uint64_t key)
-{
-    char name[24];
-    search_name(name, sizeof(name), role, key);
-    if (ps_set_search(d->ps, name) < 0 || ps_start_utt(d->ps) < 0) {
-        vb_log(VB_LOG_ERR, "local stt: cannot start an utterance");
-        return -EIO;
-    }
-    return 0;
-}
-
 static void utt_release(vb_stt_t *t, vb_stt_stream_t *s)
 {
-    dec_release(t, s->dp);
-    dec_release(t, s->dl);
-    s->dp = s->dl = NULL;
+    dec_release(t, s->dec);
+    s->dec = NULL;
     s->utt_open = 0;
 }
 
-static void utt_abort(vb_stt_t *t, vb_stt_stream_t *s);
+static void utt_abort(vb_stt_t *t, vb_stt_stream_t *s)
+{
+    if (s->utt_open) {
+        ps_end_utt(s->dec->ps);
+        utt_release(t, s);
+    }
+}
 
 static void utt_start(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
 {
-    if (s->utt_open) {
-        ps_end_utt(s->dl->ps);
-        if (s->dp != NULL) {
-            ps_end_utt(s->dp->ps);
-        }
-        utt_release(t, s);
-    }
+    char name[24];
+    utt_abort(t, s);
     if (s->g == NULL && (s->g = grammar_new(t, s)) == NULL) {
         vb_log(VB_LOG_ERR, "local stt: cannot build the grammar");
         return;
     }
-    s->dl = dec_acquire(t, s->g);
-    s->dp = s->g->jsgf_phrases ? dec_acquire(t, s->g) : NULL;
-    if (s->dl == NULL || (s->g->jsgf_phrases && s->dp == NULL)) {
+    if ((s->dec = dec_acquire(t, s->g)) == NULL) {
+        return;
+    }
+    search_name(name, sizeof(name), s->key);
+    if (ps_set_search(s->dec->ps, name) < 0 || ps_start_utt(s->dec->ps) < 0) {
+        vb_log(VB_LOG_ERR, "local stt: cannot start an utterance");
         utt_release(t, s);
         return;
     }
     s->utt_open = 1;
-    if (start_search(s->dl, 'l', s->key) < 0 ||
-        (s->dp != NULL && start_search(s->dp, 'p', s->key) < 0)) {
-        utt_abort(t, s);
-        return;
-    }
     s->utt_t0 = it->t_ns;
 }
 
 static void utt_frame(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
 {
-    if (!s->utt_open) {
-        return;
-    }
-    noise_add(&s->noise, it->pcm, t->noisy);
-    ps_process_raw(s->dl->ps, t->noisy, VB_FRAME_SAMPLES, FALSE, FALSE);
-    if (s->dp != NULL) {
-        ps_process_raw(s->dp->ps, t->noisy, VB_FRAME_SAMPLES, FALSE, FALSE);
+    if (s->utt_open) {
+        noise_add(&s->noise, it->pcm, t->noisy);
+        ps_process_raw(s->dec->ps, t->noisy, VB_FRAME_SAMPLES, FALSE, FALSE);
     }
 }
 
@@ -618,23 +610,19 @@ static int filler_word(const char *w)
     return w == NULL || w[0] == '<' || w[0] == '[' || w[0] == '+' || w[0] == '(';
 }
 
-/* The hypothesis into OUT, its acoustic score and how many 10 ms frames before the
- * end of the audio its last word ends (-1 when none). Returns 1 when there are words.
- * (Segment frame numbers are not counted from the utterance's start in this
- * pocketsphinx, so the distance is taken from the last segment's end.) */
-static int hyp_of(ps_decoder_t *ps, char *out, size_t cap, int32 *ascr, int *tail)
+/* The hypothesis into OUT and how many 10 ms frames before the end of the audio its
+ * last word ends (-1 when none). Returns 1 when there are words. (Segment frame
+ * numbers are not counted from the utterance's start in this pocketsphinx, so the
+ * distance is taken from the last segment's end.) */
+static int hyp_of(ps_decoder_t *ps, char *out, size_t cap, int *tail)
 {
     int32 score;
     int last_word_end = -1, last_end = -1;
     const char *h = ps_get_hyp(ps, &score);
     snprintf(out, cap, "%s", h ? h : "");
-    *ascr = 0;
     for (ps_seg_t *seg = ps_seg_iter(ps); seg != NULL; seg = ps_seg_next(seg)) {
-        int32 a, l, b;
         int sf, ef;
-        ps_seg_prob(seg, &a, &l, &b);
         ps_seg_frames(seg, &sf, &ef);
-        *ascr += a;
         last_end = ef > last_end ? ef : last_end;
         if (!filler_word(ps_seg_word(seg))) {
             last_word_end = ef;
@@ -644,42 +632,39 @@ static int hyp_of(ps_decoder_t *ps, char *out, size_t cap, int32 *ascr, int *tai
     return out[0] != '\0';
 }
 
-static void open_lm_decode(vb_stt_t *t, ps_decoder_t *src, vb_stt_result_t *r, int *end)
+static void open_lm_decode(vb_stt_t *t, ps_decoder_t *src, vb_stt_result_t *r, int *tail)
 {
     int16 *raw = NULL;
-    int32 n = 0, ascr;
+    int32 n = 0;
     ps_get_rawdata(src, &raw, &n);
     if (raw == NULL || n <= 0 || ps_start_utt(t->lm) < 0) {
         return;
     }
     ps_process_raw(t->lm, raw, (size_t)n, FALSE, TRUE);
     ps_end_utt(t->lm);
-    hyp_of(t->lm, r->text, sizeof(r->text), &ascr, end);
+    hyp_of(t->lm, r->text, sizeof(r->text), tail);
     r->source = VB_STT_SRC_OPEN;
 }
 
-/* Choose between the phrase, the open model and the loop; fills R's text and source. */
-static void decide(vb_stt_t *t, vb_stt_stream_t *s, uint32_t voiced, vb_stt_result_t *r,
-                   int *end)
+/* A phrase of the grammar is taken as it is; anything else (the garbage loop won, or
+ * no path reached the end) is decoded again with the open model when there is one. */
+static void decide(vb_stt_t *t, vb_stt_stream_t *s, vb_stt_result_t *r, int *tail)
 {
-    char loop_text[VB_STT_TEXT_MAX];
-    int32 ap = 0, al = 0;
-    int end_p = -1, end_l = -1;
-    int have_p = s->dp != NULL && hyp_of(s->dp->ps, r->text, sizeof(r->text), &ap, &end_p);
-    hyp_of(s->dl->ps, loop_text, sizeof(loop_text), &al, &end_l);
-    r->confidence = have_p ? (double)(ap - al) / (2.0 * (voiced ? voiced : 1)) : -1e9;
-    if (have_p && r->confidence >= VB_STT_ACCEPT) {
+    hyp_of(s->dec->ps, r->loop_text, sizeof(r->loop_text), tail);
+    if (r->loop_text[0] != '\0' && is_phrase(s->g, r->loop_text)) {
+        snprintf(r->text, sizeof(r->text), "%s", r->loop_text);
+        r->loop_text[0] = '\0';
         r->source = VB_STT_SRC_GRAMMAR;
-        *end = end_p;
         return;
     }
-    r->text[0] = '\0';
     if (t->lm != NULL) {
-        open_lm_decode(t, s->dp ? s->dp->ps : s->dl->ps, r, end);
-    } else {
-        snprintf(r->text, sizeof(r->text), "%s", loop_text);
+        int lm_tail = -1;
+        open_lm_decode(t, s->dec->ps, r, &lm_tail);
+        *tail = lm_tail >= 0 ? lm_tail : *tail;
+    }
+    if (r->text[0] == '\0') {
+        snprintf(r->text, sizeof(r->text), "%s", r->loop_text);
         r->source = VB_STT_SRC_LOOP;
-        *end = end_l;
     }
     if (r->text[0] == '\0') {
         r->source = VB_STT_SRC_NONE;
@@ -694,49 +679,37 @@ static void post_result(vb_stt_t *t, vb_stt_stream_t *s, const vb_stt_result_t *
     }
     s->res[s->r_tail++ % RESULTS_MAX] = *r;
     t->stats.utterances++;
-    t->stats.accepted += r->source == VB_STT_SRC_GRAMMAR;
+    t->stats.grammar += r->source == VB_STT_SRC_GRAMMAR;
     t->stats.open_lm += r->source == VB_STT_SRC_OPEN;
     t->stats.loop += r->source == VB_STT_SRC_LOOP;
-    pthread_mutex_unlock(&t->mu);
-    if (s->notify != NULL) {
+    /* Under the mutex: once vb_stt_stream_free has returned, no notify is in flight
+     * and none follows, so the owner may free what ARG points to. */
+    if (!s->dead && s->notify != NULL) {
         s->notify(s->arg);
     }
+    pthread_mutex_unlock(&t->mu);
 }
 
 static void utt_end(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
 {
-    vb_stt_result_t r = {.source = VB_STT_SRC_NONE, .confidence = -1e9};
-    int end = -1;
-    uint64_t frames_fed = 0; /* 10 ms frames */
+    vb_stt_result_t r = {.source = VB_STT_SRC_NONE};
+    int tail = -1;
+    uint64_t frames = 0; /* 10 ms frames decoded */
     if (s->utt_open) {
-        frames_fed = (uint64_t)ps_get_n_frames(s->dl->ps);
-        ps_end_utt(s->dl->ps);
-        if (s->dp != NULL) {
-            ps_end_utt(s->dp->ps);
-        }
-        decide(t, s, it->voiced, &r, &end);
+        frames = (uint64_t)ps_get_n_frames(s->dec->ps);
+        ps_end_utt(s->dec->ps);
+        decide(t, s, &r, &tail);
         utt_release(t, s);
     }
     r.start_ns = it->first_voice_ns;
     r.speech_end_ns = it->last_voice_ns;
-    if (end >= 0 && (uint64_t)end < frames_fed) {
-        r.speech_end_ns = s->utt_t0 + (frames_fed - (uint64_t)end) * NS_PER_10MS;
+    if (tail >= 0 && (uint64_t)tail < frames) {
+        r.speech_end_ns = s->utt_t0 + (frames - (uint64_t)tail) * NS_PER_10MS;
     }
     r.endpoint_ns = it->t_ns;
     r.voiced_frames = it->voiced;
     r.final_ns = mono_ns();
     post_result(t, s, &r);
-}
-
-static void utt_abort(vb_stt_t *t, vb_stt_stream_t *s)
-{
-    if (s->utt_open) {
-        ps_end_utt(s->dl->ps);
-        if (s->dp != NULL) {
-            ps_end_utt(s->dp->ps);
-        }
-        utt_release(t, s);
-    }
 }
 
 static void handle_item(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
@@ -757,15 +730,13 @@ static void handle_item(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
     }
 }
 
-/* New stream: build its grammar and have two idle decoders know it. */
+/* New stream: build its grammar and have an idle decoder know it. */
 static void stream_prepare(vb_stt_t *t, vb_stt_stream_t *s)
 {
     if (s->g == NULL && (s->g = grammar_new(t, s)) == NULL) {
         return;
     }
-    dec_t *a = dec_acquire(t, s->g), *b = dec_acquire(t, s->g);
-    dec_release(t, b);
-    dec_release(t, a);
+    dec_release(t, dec_acquire(t, s->g));
 }
 
 static void stream_destroy(vb_stt_t *t, vb_stt_stream_t *s)
@@ -880,7 +851,7 @@ static int load_open_lm(vb_stt_t *t)
     t->lm = t->lm_cfg ? ps_init(t->lm_cfg) : NULL;
     if (t->lm == NULL) {
         vb_log(VB_LOG_WARN, "local stt: no open language model (%s); free speech gets the "
-               "loop's words", lm);
+               "garbage path's words", lm);
         cmd_ln_free_r(t->lm_cfg);
         t->lm_cfg = NULL;
         return -ENOENT;
@@ -1069,10 +1040,7 @@ vb_stt_stream_t *vb_stt_stream_new(vb_stt_t *t, const char *const *phrases, size
     s->notify = notify;
     s->arg = arg;
     s->end_silence_frames = (uint32_t)(t->opts.end_silence_ms / FRAME_MS);
-    s->noise.rng = 0x9e3779b9u ^ (uint32_t)(uintptr_t)s;
-    if (s->noise.rng == 0) {
-        s->noise.rng = 1;
-    }
+    s->noise.rng = 0x9e3779b9u; /* the same noise for every call: reproducible results */
     pthread_mutex_lock(&t->mu);
     s->prepare = 1;
     work_push(t, s);

@@ -7,13 +7,12 @@
  * recognition thread per vb_stt_t, which decodes them as they come:
  *   - the 4-8 kHz band that a phone call leaves empty is filled with low-level
  *     high-passed noise (without it the wideband model hears almost nothing);
- *   - a JSGF grammar of the assistant's phrases and, beside it, a free loop of
- *     their words and common English words (the garbage model) decode the same
- *     audio on two decoders; the phrase wins when its acoustic score per voiced
- *     frame beats the loop's by VB_STT_ACCEPT;
+ *   - one JSGF grammar: the assistant's phrases, or else any sequence of their
+ *     words and common English words, each weighted down (the garbage path); a
+ *     phrase that wins is taken as it is;
  *   - otherwise the utterance is decoded again with the open language model
  *     (free text; slower and far less accurate on phone audio), or, without
- *     one, the loop's words are given.
+ *     one, the garbage path's words are given.
  * Decoders live in a pool on the thread (about 8 MB each), taken for the length
  * of an utterance, so memory follows the callers speaking at once, not the
  * calls. Results go back through a per-stream queue and a notify callback. */
@@ -30,10 +29,11 @@
 #define VB_STT_PREROLL_MS 300     /* audio kept from before the VAD said speech */
 #define VB_STT_MIN_VOICED_MS 100  /* shorter bursts are clicks, not words */
 #define VB_STT_MAX_UTT_MS 15000   /* an utterance is cut (and decoded) at this length */
-/* Acoustic score per 10 ms of voiced audio by which the phrase grammar must beat
- * the word loop to be believed (log-base 1.0001 units; measured on espeak-ng voices
- * through the phone path: phrases said 10.8..41, other lines -15..7.7). */
-#define VB_STT_ACCEPT 9.0
+/* Prior of each word of the garbage path against a whole phrase, as a JSGF weight.
+ * Measured on the demo assistant, espeak-ng voices through the phone path, 30 phrases
+ * said and 24 other lines (docs/voice.md): 1e-20 lost a phrase to the loop, 1e-25 took
+ * 2 other lines for phrases, 1e-22 got 30 of 30 and 0 of 24. */
+#define VB_STT_LOOP_WEIGHT "0.0000000000000000000001"
 #define VB_STT_TEXT_MAX 256
 
 typedef struct vb_stt vb_stt_t;
@@ -43,21 +43,22 @@ typedef struct {
     const char *model_dir; /* holds en-us/ (acoustic model), cmudict-en-us.dict and
                               en-us.lm.bin; NULL: VB_STT_MODEL_DIR */
     int open_lm;           /* 1: load the open language model for free text (~100 MB,
-                              ~1.5 s in the background); 0: the loop's words instead */
+                              ~1.5 s in the background); 0: the garbage path's words */
     int end_silence_ms;    /* 0: VB_STT_END_SILENCE_MS */
 } vb_stt_opts_t;
 
 enum {
     VB_STT_SRC_GRAMMAR = 1, /* one of the phrases */
     VB_STT_SRC_OPEN,        /* the open language model */
-    VB_STT_SRC_LOOP,        /* words of the loop (no open model) */
+    VB_STT_SRC_LOOP,        /* the garbage path's words (no open model) */
     VB_STT_SRC_NONE,        /* nothing recognised (text is empty) */
 };
 
 typedef struct {
-    char text[VB_STT_TEXT_MAX]; /* lower-case words */
-    int source;                 /* VB_STT_SRC_* */
-    double confidence;          /* phrase-vs-loop score per voiced 10 ms (see VB_STT_ACCEPT) */
+    char text[VB_STT_TEXT_MAX];      /* lower-case words */
+    char loop_text[VB_STT_TEXT_MAX]; /* when not a phrase: the garbage path's words (only
+                                        the assistant's and common words), else "" */
+    int source;                      /* VB_STT_SRC_* */
     uint64_t start_ns;          /* capture time (frame t_ns) of the first voiced frame */
     uint64_t speech_end_ns;     /* end of the last word heard (decoder alignment), else of
                                    the last voiced frame */
@@ -66,8 +67,9 @@ typedef struct {
     uint32_t voiced_frames;
 } vb_stt_result_t;
 
-/* Called on the recognition thread when a result can be polled. Cheap and
- * thread-safe (write an eventfd). */
+/* Called on the recognition thread, under the service's mutex, when a result can
+ * be polled. Cheap, thread-safe and must not call back into vb_stt_* (write an
+ * eventfd). Never called once vb_stt_stream_free has returned. */
 typedef void (*vb_stt_notify_fn)(void *arg);
 
 /* Start the recognition thread (loads the pronunciation dictionary, ~0.1 s, before
@@ -99,7 +101,7 @@ uint64_t vb_stt_dropped(vb_stt_stream_t *s);
 
 /* Counters of the service, for the benchmark and logs. */
 typedef struct {
-    uint64_t utterances, accepted, open_lm, loop;
+    uint64_t utterances, grammar, open_lm, loop; /* results by source */
     uint64_t decoders;           /* alive now */
     double audio_s, busy_s;      /* audio decoded, thread time spent decoding it */
 } vb_stt_stats_t;

@@ -372,10 +372,12 @@ static int publish(vb_tts_t *t, const int16_t *pcm, int last)
             s->utt_frames++;
         }
     }
-    pthread_mutex_unlock(&t->mu);
+    /* Under the mutex: once vb_tts_stream_free has returned, no notify is in flight
+     * and none follows, so the owner may free what ARG points to. */
     if (rc == 0 && (first || last || was_empty) && s->notify != NULL) {
         s->notify(s->arg);
     }
+    pthread_mutex_unlock(&t->mu);
     return rc;
 }
 

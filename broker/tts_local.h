@@ -29,8 +29,9 @@ typedef struct vb_tts_stream vb_tts_stream_t;
 
 /* Called on the synthesis thread when the first frame of an utterance can be
  * read (so the loop need not wait for its next tick), when a frame arrives in an
- * empty stream and when an utterance has been fully synthesised. Must be cheap and
- * thread-safe (write an eventfd). */
+ * empty stream and when an utterance has been fully synthesised; under the
+ * service's mutex: cheap, thread-safe, no calls back into vb_tts_* (write an
+ * eventfd). Never called once vb_tts_stream_free has returned. */
 typedef void (*vb_tts_notify_fn)(void *arg);
 
 /* Start the synthesis thread and load espeak-ng (data from DATA_PATH, NULL for

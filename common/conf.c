@@ -49,7 +49,7 @@ static const conf_key_t conf_keys[] = {
      "libpq conninfo or URI of PostgreSQL (env:NAME or file:PATH allowed)"},
     {"redis_url", T_SECRET, OFF(redis_url), "", 0, 0, 1,
      "redis://host:port/db of Redis (env:NAME or file:PATH allowed)"},
-    {"state_dir", T_STR, OFF(state_dir), "/var/lib/voxbridge", 0, 0, 0,
+    {"state_dir", T_STR, OFF(state_dir), VB_LOCALSTATEDIR "/lib/voxbridge", 0, 0, 0,
      "directory for the spool and recordings"},
     {"log_file", T_STR, OFF(log_file), "", 0, 0, 0,
      "append logs to this file instead of stderr; reopened on SIGUSR1"},

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 static char log_role[16] = "voxbridge";
@@ -69,6 +70,21 @@ int vb_log_reopen(void)
     return 0;
 }
 
+/* A log file has no journal to stamp it: "2026-12-01T08:46:24.730Z info master[92]: ". */
+static int file_prefix(char *out, size_t cap, int level)
+{
+    static const char *const names[] = {"emerg", "alert", "crit", "error", "warn",
+                                        "notice", "info", "debug"};
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    return snprintf(out, cap, "%s.%03ldZ %s %s[%d]: ", when, ts.tv_nsec / 1000000L,
+                    names[level & 7], log_role, (int)getpid());
+}
+
 void vb_log(int level, const char *fmt, ...)
 {
     if (level > log_level) {
@@ -76,7 +92,9 @@ void vb_log(int level, const char *fmt, ...)
     }
     int saved = errno;
     char line[2048];
-    int n = snprintf(line, sizeof(line), "<%d>%s[%d]: ", level, log_role, (int)getpid());
+    int n = log_path[0] != '\0' ? file_prefix(line, sizeof(line), level)
+                                 : snprintf(line, sizeof(line), "<%d>%s[%d]: ", level, log_role,
+                                            (int)getpid());
     if (log_call[0] != '\0') {
         n += snprintf(line + n, sizeof(line) - (size_t)n, "call=%s ", log_call);
     }

@@ -18,6 +18,20 @@ out=$("$top/tests/integration/run.sh" "$build" 2>&1 | tee /dev/stderr | tail -1)
 int_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 int_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 [ -n "$int_pass" ] || { int_pass=0; int_fail=1; }
+# The packages: build the .deb and the rpm, install, run, reload, purge (root
+# only; it says why it skips otherwise), and make distcheck.
+out=$("$top/tests/packaging/run.sh" "$build" 2>&1 | tee /dev/stderr | tail -1)
+pkg_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
+pkg_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
+[ -n "$pkg_pass" ] || { pkg_pass=0; pkg_fail=1; }
+int_pass=$((int_pass + pkg_pass))
+int_fail=$((int_fail + pkg_fail))
+if make -C "$build" distcheck >"$build/distcheck.log" 2>&1; then
+    int_pass=$((int_pass + 1)); echo "PASS  make distcheck"
+else
+    int_fail=$((int_fail + 1)); echo "FAIL  make distcheck"; tail -40 "$build/distcheck.log"
+fi
+
 # Extra rounds (CI, or VB_FULL=1): the unit tests again under ASan+UBSan, and
 # every fuzz target replaying its committed corpus once.
 extra_pass=0

@@ -45,19 +45,30 @@ static void on_notify(void *arg)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Read one frame, waiting (up to 10 s) for the synthesis thread. */
+/* Read one frame, waiting (up to 10 s) for the synthesis thread. The waiter's mutex
+ * is never held while calling into the TTS (its notify takes it). */
 static int read_wait(vb_tts_stream_t *s, waiter_t *w, int16_t *pcm, vb_tts_frame_info_t *info)
 {
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += 10;
-    pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (vb_tts_read(s, pcm, info) != 0 && rc == 0) {
-        rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int seen = w->events;
+        pthread_mutex_unlock(&w->mu);
+        if (vb_tts_read(s, pcm, info) == 0) {
+            return 0;
+        }
+        pthread_mutex_lock(&w->mu);
+        int rc = 0;
+        while (w->events == seen && rc == 0) {
+            rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (rc != 0) {
+            return -ETIMEDOUT;
+        }
     }
-    pthread_mutex_unlock(&w->mu);
-    return rc == 0 ? 0 : -ETIMEDOUT;
 }
 
 static double rms(const int16_t *x, size_t n)
