@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FRAME_MS 20
 #define QUEUE_FRAMES (VB_STT_QUEUE_MS / FRAME_MS)
@@ -125,7 +126,7 @@ struct vb_stt {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int stop, start_rc;
+    int stop;
     vb_stt_opts_t opts;
     char model_dir[256];
     vb_stt_stream_t *work_head, *work_tail;
@@ -876,20 +877,15 @@ static void sphinx_log(void *user, err_lvl_t lvl, const char *fmt, ...)
     }
 }
 
+/* The dictionary and the open model load here, so that the broker's loop never waits
+ * for them; streams queue meanwhile. Without a dictionary every utterance gives an
+ * empty result. */
 static void *rec_main(void *arg)
 {
     vb_stt_t *t = arg;
     char path[300];
     snprintf(path, sizeof(path), "%s/cmudict-en-us.dict", t->model_dir);
-    int rc = dict_load(&t->dict, path);
-    pthread_mutex_lock(&t->mu);
-    t->start_rc = rc;
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    if (rc < 0) {
-        return NULL;
-    }
-    if (t->opts.open_lm) {
+    if (dict_load(&t->dict, path) == 0 && t->opts.open_lm) {
         load_open_lm(t);
     }
     rec_loop(t);
@@ -905,19 +901,24 @@ static int spawn(vb_stt_t *t)
     pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the event loop */
     int rc = pthread_create(&t->thread, NULL, rec_main, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        return -rc;
+    return -rc;
+}
+
+/* The acoustic model and the dictionary must be there (checked now, loaded later). */
+static int check_model(const char *dir)
+{
+    static const char *const need[] = {"en-us/mdef", "en-us/means", "cmudict-en-us.dict"};
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        char path[320];
+        snprintf(path, sizeof(path), "%s/%s", dir, need[i]);
+        if (access(path, R_OK) != 0) {
+            int rc = -errno;
+            vb_log(VB_LOG_ERR, "local stt: %s: %s (install pocketsphinx-en-us)", path,
+                   strerror(-rc));
+            return rc;
+        }
     }
-    pthread_mutex_lock(&t->mu);
-    while (t->start_rc == 1) {
-        pthread_cond_wait(&t->cv, &t->mu);
-    }
-    rc = t->start_rc;
-    pthread_mutex_unlock(&t->mu);
-    if (rc < 0) {
-        pthread_join(t->thread, NULL);
-    }
-    return rc;
+    return 0;
 }
 
 vb_stt_t *vb_stt_local_start(const vb_stt_opts_t *opts)
@@ -936,14 +937,18 @@ vb_stt_t *vb_stt_local_start(const vb_stt_opts_t *opts)
     if (t->opts.end_silence_ms <= 0) {
         t->opts.end_silence_ms = VB_STT_END_SILENCE_MS;
     }
-    t->start_rc = 1;
+    int rc = check_model(t->model_dir);
+    if (rc < 0) {
+        free(t);
+        errno = -rc;
+        return NULL;
+    }
     err_set_logfp(NULL); /* no configuration dumps on stderr */
     err_set_callback(sphinx_log, NULL);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
-    int rc = spawn(t);
+    rc = spawn(t);
     if (rc < 0) {
-        dict_free(&t->dict);
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
         free(t);

@@ -72,9 +72,9 @@ typedef struct {
  * eventfd). Never called once vb_stt_stream_free has returned. */
 typedef void (*vb_stt_notify_fn)(void *arg);
 
-/* Start the recognition thread (loads the pronunciation dictionary, ~0.1 s, before
- * returning; the open model afterwards on the thread). NULL + errno (ENOENT when
- * the model is missing, logged). */
+/* Start the recognition thread; returns at once (the thread loads the dictionary,
+ * ~40 ms, and the open model). NULL + errno: ENOENT when the model's files are
+ * missing (logged), ENOMEM, or pthread_create's error. */
 vb_stt_t *vb_stt_local_start(const vb_stt_opts_t *opts);
 /* Stop the thread; frees streams already released and every decoder. */
 void vb_stt_local_stop(vb_stt_t *stt);

@@ -75,7 +75,6 @@ struct vb_tts {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    int start_rc; /* set by the thread once espeak-ng is up (or failed); 1 = not yet */
     vb_tts_stream_t *streams, *rr;
     chunk_t *free_chunks;
     char data_path[256];
@@ -469,7 +468,7 @@ static void set_voice(vb_tts_t *t, const char *voice, int rate)
 static void finish_piece(vb_tts_t *t)
 {
     job_t *j = &t->job;
-    if (!j->aborted) {
+    if (!j->aborted && t->rs != NULL) {
         int16_t zeros[64] = {0};
         int lat = speex_resampler_get_input_latency(t->rs);
         for (int k = 0; k < lat && !j->aborted; k += 64) {
@@ -491,12 +490,16 @@ static void finish_piece(vb_tts_t *t)
 static void synth_piece(vb_tts_t *t, const char *voice, int rate)
 {
     job_t *j = &t->job;
-    set_voice(t, voice, rate);
-    speex_resampler_reset_mem(t->rs);
-    speex_resampler_skip_zeros(t->rs);
     j->nstage = 0;
     j->have_held = 0;
     j->aborted = 0;
+    if (t->rs == NULL) {
+        finish_piece(t); /* no espeak-ng: the utterance ends silent */
+        return;
+    }
+    set_voice(t, voice, rate);
+    speex_resampler_reset_mem(t->rs);
+    speex_resampler_skip_zeros(t->rs);
     espeak_ERROR e = espeak_Synth(t->piece, strlen(t->piece) + 1, 0, POS_CHARACTER, 0,
                                   espeakCHARS_UTF8, NULL, NULL);
     if (e != EE_OK && !j->aborted) {
@@ -601,15 +604,14 @@ static void synth_loop(vb_tts_t *t)
     pthread_mutex_unlock(&t->mu);
 }
 
+/* espeak-ng starts here, not in vb_tts_local_start, so that the broker's loop never
+ * waits for it; without it every utterance ends at once, silent. */
 static void *synth_main(void *arg)
 {
     vb_tts_t *t = arg;
-    int rc = synth_init(t);
-    pthread_mutex_lock(&t->mu);
-    t->start_rc = rc;
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    if (rc < 0) {
+    if (synth_init(t) < 0) {
+        t->rs = NULL;
+        synth_loop(t);
         return NULL;
     }
     synth_loop(t);
@@ -628,19 +630,7 @@ static int spawn(vb_tts_t *t)
     pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the event loop */
     int rc = pthread_create(&t->thread, NULL, synth_main, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        return -rc;
-    }
-    pthread_mutex_lock(&t->mu);
-    while (t->start_rc == 1) {
-        pthread_cond_wait(&t->cv, &t->mu);
-    }
-    rc = t->start_rc;
-    pthread_mutex_unlock(&t->mu);
-    if (rc < 0) {
-        pthread_join(t->thread, NULL);
-    }
-    return rc;
+    return -rc;
 }
 
 vb_tts_t *vb_tts_local_start(const char *data_path)
@@ -657,7 +647,6 @@ vb_tts_t *vb_tts_local_start(const char *data_path)
         return NULL;
     }
     snprintf(t->data_path, sizeof(t->data_path), "%s", data_path ? data_path : "");
-    t->start_rc = 1;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     int rc = spawn(t);

@@ -34,10 +34,10 @@ typedef struct vb_tts_stream vb_tts_stream_t;
  * eventfd). Never called once vb_tts_stream_free has returned. */
 typedef void (*vb_tts_notify_fn)(void *arg);
 
-/* Start the synthesis thread and load espeak-ng (data from DATA_PATH, NULL for
- * the system's). Blocks until espeak-ng is ready (tens of ms). NULL + errno:
- * EBUSY when this process already has one, ENOENT/EIO when espeak-ng cannot
- * start (logged), ENOMEM. */
+/* Start the synthesis thread, which loads espeak-ng (data from DATA_PATH, NULL for
+ * the system's); returns at once. When espeak-ng cannot start (logged by the
+ * thread) every utterance ends at once with one silent frame. NULL + errno: EBUSY
+ * when this process already has one, ENOMEM, or pthread_create's error. */
 vb_tts_t *vb_tts_local_start(const char *data_path);
 /* Stop the thread and unload espeak-ng. Streams must have been freed. */
 void vb_tts_local_stop(vb_tts_t *tts);
