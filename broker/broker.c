@@ -54,7 +54,7 @@ void vb_conv_ctl(vb_conv_t *c, uint32_t type, const char *text)
 
 static const vb_engine_t *engine_for(const vb_assistant_t *a)
 {
-    return &vb_engine_echo; /* the local voice arrives with "First words" */
+    return a->mode == VB_ASSISTANT_LOCAL ? &vb_engine_local : &vb_engine_echo;
 }
 
 static void conv_attach(broker_t *b, vb_conv_t *c, uint32_t gen)

@@ -31,6 +31,7 @@ struct vb_conv {
 };
 
 extern const vb_engine_t vb_engine_echo;
+extern const vb_engine_t vb_engine_local; /* broker/local.c: intents and the offline voice */
 
 /* Push one frame of agent audio to the worker; -ENOSPC when the ring is full. */
 int vb_conv_play(vb_conv_t *c, const vb_audio_frame_t *f);

@@ -25,3 +25,12 @@ tests_unit_test_tts_local_SOURCES = tests/unit/test_tts_local.c \
 tests_unit_test_tts_local_CPPFLAGS = $(VOICE_TEST_CPPFLAGS)
 tests_unit_test_tts_local_CFLAGS = $(VB_TEST_CFLAGS)
 tests_unit_test_tts_local_LDADD = $(VB_TEST_LIBS)
+libvb_a_SOURCES += broker/transcript.c broker/transcript.h broker/local.c broker/local.h
+VOICE_TESTS += tests/unit/test_local
+check_PROGRAMS += tests/unit/test_local
+TESTS += tests/unit/test_local
+tests_unit_test_local_SOURCES = tests/unit/test_local.c \
+	tests/unit/voice_testutil.c tests/unit/voice_testutil.h
+tests_unit_test_local_CPPFLAGS = $(VOICE_TEST_CPPFLAGS)
+tests_unit_test_local_CFLAGS = $(VB_TEST_CFLAGS)
+tests_unit_test_local_LDADD = $(VB_TEST_LIBS)
