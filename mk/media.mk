@@ -42,7 +42,7 @@ MEDIA_FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=un
 MEDIA_FUZZ_LIBS = $(JANSSON_LIBS) $(OPENSSL_LIBS) $(SPEEXDSP_LIBS)
 MEDIA_FUZZ_COMMON = common/base64.c common/stats.c
 fuzz_mstream_SRCS = worker/mstream.c
-fuzz_form_sig_SRCS = api/form.c api/twilio.c
+fuzz_form_sig_SRCS = api/form.c api/twilio.c common/http.c
 fuzz_base64_SRCS =
 fuzz_g711_resample_SRCS = common/g711.c worker/dsp.c
 
