@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_WORDS 96        /* words of a line or pattern considered */
-#define FILLER_WEIGHT 0.25  /* weight of a filler word in the overlap score */
-#define PHRASE_SCORE 0.9    /* floor of a match by a pattern found inside the line */
+#define MAX_WORDS 96       /* words of a line or pattern considered */
+#define FILLER_WEIGHT 0.25 /* weight of a filler word in the overlap score */
+#define PHRASE_SCORE 0.9   /* floor of a match by a pattern found inside the line */
 
 struct vb_intents {
     vb_intent_t *v;
@@ -23,11 +23,11 @@ struct vb_intents {
 
 /* Words that carry little of what the caller wants. Sorted for bsearch. */
 static const char *const fillers[] = {
-    "a",    "am",   "an",    "and",  "are",  "at",    "be",     "can",  "could", "did",
-    "do",   "does", "for",   "hello", "hi",  "i",     "i'd",    "i'm",  "in",    "is",
-    "it",   "it's", "just",  "me",   "my",   "of",    "oh",     "ok",   "okay",  "on",
-    "or",   "our",  "please", "so",  "the",  "there", "this",   "to",   "uh",    "um",
-    "us",   "was",  "we",    "well", "will", "with",  "would",  "you",  "your",
+    "a",  "am",   "an",     "and",   "are",  "at",    "be",    "can", "could", "did",
+    "do", "does", "for",    "hello", "hi",   "i",     "i'd",   "i'm", "in",    "is",
+    "it", "it's", "just",   "me",    "my",   "of",    "oh",    "ok",  "okay",  "on",
+    "or", "our",  "please", "so",    "the",  "there", "this",  "to",  "uh",    "um",
+    "us", "was",  "we",     "well",  "will", "with",  "would", "you", "your",
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -165,7 +165,8 @@ static void consider(vb_intent_match_t *best, const vb_intent_t *it, double scor
 
 int vb_intents_match(const vb_intents_t *in, const char *line, vb_intent_match_t *out)
 {
-    char norm[VB_INTENT_TEXT_MAX], spaced[VB_INTENT_TEXT_MAX + 2], words_buf[VB_INTENT_TEXT_MAX];
+    char norm[VB_INTENT_TEXT_MAX], spaced[VB_INTENT_TEXT_MAX + 2],
+        words_buf[VB_INTENT_TEXT_MAX];
     char *words[MAX_WORDS];
     vb_intent_match_t best = {NULL, 0.0, 0};
     vb_intents_normalise(line, norm, sizeof(norm));
@@ -213,13 +214,12 @@ void vb_intents_free(vb_intents_t *in)
 static int parse_patterns(vb_intent_t *it, json_t *pats, size_t *total, char *err,
                           size_t errlen)
 {
-    size_t k;
-    json_t *p;
     it->patterns = calloc(json_array_size(pats) + 1, sizeof(char *));
     if (it->patterns == NULL) {
         return -ENOMEM;
     }
-    json_array_foreach(pats, k, p) {
+    for (size_t k = 0; k < json_array_size(pats); k++) {
+        json_t *p = json_array_get(pats, k);
         char norm[VB_INTENT_TEXT_MAX];
         if (!json_is_string(p)) {
             set_err(err, errlen, "intent '%s': patterns must be strings", it->name);
@@ -247,8 +247,10 @@ static int parse_one(vb_intent_t *it, json_t *o, size_t idx, size_t *total, char
     json_t *reply = json_object_get(o, "reply"), *end = json_object_get(o, "end_call");
     if (!json_is_object(o) || !json_is_string(name) || !json_is_array(pats) ||
         (reply != NULL && !json_is_string(reply)) || (end != NULL && !json_is_boolean(end))) {
-        set_err(err, errlen, "intent %zu: needs a string name, an array of patterns, "
-                "a string reply and a boolean end_call", idx);
+        set_err(err, errlen,
+                "intent %zu: needs a string name, an array of patterns, "
+                "a string reply and a boolean end_call",
+                idx);
         return -EINVAL;
     }
     if (json_string_length(name) == 0 || json_string_length(name) >= sizeof(it->name)) {
@@ -268,8 +270,7 @@ static int parse_one(vb_intent_t *it, json_t *o, size_t idx, size_t *total, char
 
 static int parse_all(vb_intents_t *in, json_t *root, char *err, size_t errlen)
 {
-    size_t i, total = 0;
-    json_t *o;
+    size_t total = 0;
     if (!json_is_array(root)) {
         set_err(err, errlen, "intents must be a JSON array");
         return -EINVAL;
@@ -278,9 +279,9 @@ static int parse_all(vb_intents_t *in, json_t *root, char *err, size_t errlen)
     if (in->v == NULL) {
         return -ENOMEM;
     }
-    json_array_foreach(root, i, o) {
+    for (size_t i = 0; i < json_array_size(root); i++) {
         in->n = i + 1; /* so that a failure frees what this entry holds */
-        int rc = parse_one(&in->v[i], o, i, &total, err, errlen);
+        int rc = parse_one(&in->v[i], json_array_get(root, i), i, &total, err, errlen);
         if (rc < 0) {
             return rc;
         }

@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #define VB_INTENT_NAME_MAX 64
-#define VB_INTENT_TEXT_MAX 512 /* longest pattern or reply kept; longer ones are cut */
+#define VB_INTENT_TEXT_MAX 512       /* longest pattern or reply kept; longer ones are cut */
 #define VB_INTENTS_MAX_PATTERNS 1024 /* over all intents of an assistant */
 
 /* Word-overlap score (0..1) a caller line must reach to match an intent when
@@ -20,7 +20,7 @@ typedef struct {
     char name[VB_INTENT_NAME_MAX];
     char **patterns; /* normalised (see vb_intents_normalise), none empty */
     size_t npatterns;
-    char *reply;     /* as written, for the voice */
+    char *reply; /* as written, for the voice */
     int end_call;
 } vb_intent_t;
 
@@ -28,8 +28,8 @@ typedef struct vb_intents vb_intents_t;
 
 typedef struct {
     const vb_intent_t *intent; /* NULL: nothing matched */
-    double score;              /* 1.0 exact, 0.9..1 phrase found inside the line, else overlap */
-    int exact;                 /* 1: the whole line is a pattern */
+    double score; /* 1.0 exact, 0.9..1 phrase found inside the line, else overlap */
+    int exact;    /* 1: the whole line is a pattern */
 } vb_intent_match_t;
 
 /* Parse a JSON array [{"name":..,"patterns":[..],"reply":..,"end_call":false}, ...].

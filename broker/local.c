@@ -46,8 +46,8 @@ static struct {
 } svc = {.opts = {.open_lm = 1}};
 
 typedef struct {
-    int active;     /* an agent turn is queued or playing */
-    uint32_t id;    /* its TTS utterance */
+    int active;  /* an agent turn is queued or playing */
+    uint32_t id; /* its TTS utterance */
     char text[VB_INTENT_TEXT_MAX];
     char intent[VB_INTENT_NAME_MAX];
     int end_call;
@@ -72,7 +72,7 @@ typedef struct {
     uint64_t t0; /* CLOCK_MONOTONIC of the call's start */
     agent_turn_t agent;
     caller_turn_t caller;
-    uint32_t agent_turn; /* turn number of the agent turn in progress */
+    uint32_t agent_turn;                       /* turn number of the agent turn in progress */
     uint64_t last_agent_start, last_agent_end; /* span of the last agent turn */
     int last_agent_interrupted;
     uint32_t voice_run; /* voiced caller frames in a row while the agent speaks */
@@ -99,11 +99,14 @@ static void services_start(void)
     }
     svc.started = 1;
     if ((svc.tts = vb_tts_local_start(NULL)) == NULL) {
-        vb_log(VB_LOG_ERR, "local engine: no voice (%s); calls will be silent", strerror(errno));
+        vb_log(VB_LOG_ERR, "local engine: no voice (%s); calls will be silent",
+               strerror(errno));
     }
     if ((svc.stt = vb_stt_local_start(&svc.opts)) == NULL) {
-        vb_log(VB_LOG_ERR, "local engine: no speech recognition (%s); callers get the "
-               "fallback", strerror(errno));
+        vb_log(VB_LOG_ERR,
+               "local engine: no speech recognition (%s); callers get the "
+               "fallback",
+               strerror(errno));
     }
 }
 
@@ -193,7 +196,8 @@ static void record_caller(local_t *l, uint64_t first_audio_ns)
     json_t *o = turn_base(l, "caller", l->caller.turn, r->start_ns, r->speech_end_ns, 0,
                           l->caller.intent);
     set_time(o, "stt_ms", ms_since(r->speech_end_ns, r->final_ns));
-    set_time(o, "v2v_ms", first_audio_ns ? ms_since(r->speech_end_ns, first_audio_ns) : NO_TIME);
+    set_time(o, "v2v_ms",
+             first_audio_ns ? ms_since(r->speech_end_ns, first_audio_ns) : NO_TIME);
     set_time(o, "endpoint_ms", ms_since(r->speech_end_ns, r->endpoint_ns));
     json_object_set_new(o, "stt_source", json_string(source_name(r->source)));
     push_event(l, o, r->text);
@@ -246,8 +250,8 @@ static void barge_in(local_t *l, uint64_t now)
     agent_turn_t *a = &l->agent;
     uint32_t in_ring = vb_ring_count(vb_slot_ring(l->c->slot, VB_RING_AGENT_AUDIO));
     uint32_t total = a->pushed + (l->tts ? vb_tts_ready(l->tts) : 0);
-    uint32_t played = a->pushed > in_ring + CARRIER_FRAMES ? a->pushed - in_ring - CARRIER_FRAMES
-                                                           : 0;
+    uint32_t played =
+        a->pushed > in_ring + CARRIER_FRAMES ? a->pushed - in_ring - CARRIER_FRAMES : 0;
     if (l->tts != NULL) {
         vb_tts_cancel(l->tts);
     }

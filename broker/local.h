@@ -7,8 +7,9 @@
 
 #include "broker/stt_local.h"
 
-#define VB_LOCAL_BARGE_IN_MS 300  /* caller speech over the agent that interrupts it */
-#define VB_LOCAL_HANGUP_TAIL_MS 500 /* after the goodbye left the ring: carrier buffer + margin */
+#define VB_LOCAL_BARGE_IN_MS 300 /* caller speech over the agent that interrupts it */
+#define VB_LOCAL_HANGUP_TAIL_MS                                                                \
+    500 /* after the goodbye left the ring: carrier buffer + margin */
 #define VB_LOCAL_FALLBACK "Sorry, I did not catch that. Could you say it another way?"
 
 /* Options of the recognition service, taken when the first local call starts it

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/jsgf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,33 +33,36 @@
 #define RAW_SAMPLES ((MAX_UTT_FRAMES + PREROLL_FRAMES + 8) * VB_FRAME_SAMPLES)
 #define RESULTS_MAX 4
 #define BATCH 16
-#define POOL_IDLE_MAX 6      /* idle decoders kept for the next utterances */
-#define DEC_GRAMMARS_MAX 8   /* assistants' grammars one decoder keeps */
-#define NOISE_AMPLITUDE 328.0 /* uniform white noise of 0.01 full scale, before the high-pass */
+#define POOL_IDLE_MAX 6       /* idle decoders kept for the next utterances */
+#define DEC_GRAMMARS_MAX 8    /* assistants' grammars one decoder keeps */
+#define NOISE_AMPLITUDE 328.0 /* uniform white noise of 0.01 full scale, before the high-pass  \
+                               */
 #define NS_PER_10MS 10000000ull
 
 /* Frequent words of phone English for the garbage loop, beside the phrases' own. */
 static const char *const loop_words[] = {
-    "a", "about", "after", "all", "am", "an", "and", "any", "are", "at", "back", "be", "because",
-    "but", "by", "call", "can", "could", "day", "did", "do", "does", "don't", "for", "from",
-    "get", "go", "good", "got", "had", "has", "have", "he", "hello", "help", "her", "here",
-    "hi", "his", "how", "i", "i'm", "if", "in", "is", "it", "just", "know", "like", "look",
-    "make", "me", "more", "my", "need", "no", "not", "now", "of", "oh", "ok", "okay", "on",
-    "one", "or", "our", "out", "please", "right", "say", "see", "she", "so", "some", "sorry",
-    "sure", "tell", "thank", "thanks", "that", "the", "them", "then", "there", "they", "think",
-    "this", "time", "to", "today", "two", "uh", "um", "up", "us", "want", "was", "we", "well",
-    "what", "when", "where", "which", "who", "why", "will", "with", "would", "yeah", "yes",
-    "you", "your",
+    "a",    "about", "after",   "all",   "am",    "an",    "and",  "any",    "are",    "at",
+    "back", "be",    "because", "but",   "by",    "call",  "can",  "could",  "day",    "did",
+    "do",   "does",  "don't",   "for",   "from",  "get",   "go",   "good",   "got",    "had",
+    "has",  "have",  "he",      "hello", "help",  "her",   "here", "hi",     "his",    "how",
+    "i",    "i'm",   "if",      "in",    "is",    "it",    "just", "know",   "like",   "look",
+    "make", "me",    "more",    "my",    "need",  "no",    "not",  "now",    "of",     "oh",
+    "ok",   "okay",  "on",      "one",   "or",    "our",   "out",  "please", "right",  "say",
+    "see",  "she",   "so",      "some",  "sorry", "sure",  "tell", "thank",  "thanks", "that",
+    "the",  "them",  "then",    "there", "they",  "think", "this", "time",   "to",     "today",
+    "two",  "uh",    "um",      "up",    "us",    "want",  "was",  "we",     "well",   "what",
+    "when", "where", "which",   "who",   "why",   "will",  "with", "would",  "yeah",   "yes",
+    "you",  "your",
 };
 
 enum { IT_FRAME, IT_START, IT_END, IT_ABORT };
 
 typedef struct {
     uint8_t kind;
-    uint32_t voiced;             /* END: voiced frames of the utterance */
-    uint64_t t_ns;               /* FRAME: capture time; START/END: see below */
-    uint64_t first_voice_ns;     /* END */
-    uint64_t last_voice_ns;      /* END */
+    uint32_t voiced;         /* END: voiced frames of the utterance */
+    uint64_t t_ns;           /* FRAME: capture time; START/END: see below */
+    uint64_t first_voice_ns; /* END */
+    uint64_t last_voice_ns;  /* END */
     int16_t pcm[VB_FRAME_SAMPLES];
 } item_t;
 
@@ -67,7 +71,7 @@ typedef struct grammar {
     char *jsgf;
     char **phrases; /* as in the grammar (words the dictionary lacks left out), sorted */
     size_t nphrases;
-    char **words;   /* the vocabulary: the phrases' words and loop_words, sorted */
+    char **words; /* the vocabulary: the phrases' words and loop_words, sorted */
     size_t nwords;
 } grammar_t;
 
@@ -77,6 +81,7 @@ typedef struct dec {
     cmd_ln_t *cfg;
     uint64_t keys[DEC_GRAMMARS_MAX]; /* grammars it has searches for, oldest first */
     int nkeys;
+    uint64_t last_stream; /* id of the stream it decoded for last (0: none) */
 } dec_t;
 
 typedef struct {
@@ -100,6 +105,7 @@ struct vb_stt_stream {
     char **phrases;
     size_t nphrases;
     uint64_t key;
+    uint64_t id;
     /* loop thread only: endpointing */
     vb_audio_frame_t preroll[PREROLL_FRAMES];
     uint32_t pre_n, pre_pos;
@@ -118,7 +124,7 @@ typedef struct {
     char *buf;
     struct dict_entry {
         const char *word, *phones;
-    } *e;
+    } * e;
     size_t n;
 } cmudict_t;
 
@@ -130,6 +136,7 @@ struct vb_stt {
     vb_stt_opts_t opts;
     char model_dir[256];
     vb_stt_stream_t *work_head, *work_tail;
+    uint64_t next_stream_id;
     vb_stt_stats_t stats;
     /* thread only */
     cmudict_t dict;
@@ -276,8 +283,8 @@ static void list_unique(char **v, size_t *n)
 
 /* PHRASE without the words the dictionary lacks (they cannot be recognised) into
  * OUT; its words join G's vocabulary. */
-static int phrase_words(vb_stt_t *t, grammar_t *g, size_t *wcap, const char *phrase,
-                        char *out, size_t cap)
+static int phrase_words(vb_stt_t *t, grammar_t *g, size_t *wcap, const char *phrase, char *out,
+                        size_t cap)
 {
     char buf[VB_INTENT_TEXT_MAX];
     size_t len = 0;
@@ -322,9 +329,10 @@ static int collect(vb_stt_t *t, vb_stt_stream_t *s, grammar_t *g)
 static int build_jsgf(grammar_t *g)
 {
     sbuf_t b = {0};
-    int rc = sb_add(&b, g->nphrases ? "#JSGF V1.0;\ngrammar caller;\n"
-                                      "public <utt> = <phrase> | <other>;\n<phrase> ="
-                                    : "#JSGF V1.0;\ngrammar caller;\npublic <utt> = <other>;\n");
+    int rc =
+        sb_add(&b, g->nphrases ? "#JSGF V1.0;\ngrammar caller;\n"
+                                 "public <utt> = <phrase> | <other>;\n<phrase> ="
+                               : "#JSGF V1.0;\ngrammar caller;\npublic <utt> = <other>;\n");
     for (size_t i = 0; i < g->nphrases && rc == 0; i++) {
         rc = sb_add(&b, i ? " | ( " : " ( ");
         rc = rc ? rc : sb_add(&b, g->phrases[i]);
@@ -461,6 +469,28 @@ static int dec_has(const dec_t *d, uint64_t key)
     return 0;
 }
 
+/* ps_set_jsgf_string of this pocketsphinx leaks the parsed grammar, so the same steps
+ * here, freeing it. */
+static int set_jsgf(ps_decoder_t *ps, const char *name, const char *text)
+{
+    jsgf_t *jsgf = jsgf_parse_string(text, NULL);
+    jsgf_rule_t *rule = jsgf ? jsgf_get_public_rule(jsgf) : NULL;
+    fsg_model_t *fsg = NULL;
+    int rc = -1;
+    if (rule != NULL) {
+        float lw = (float)cmd_ln_float32_r(ps_get_config(ps), "-lw");
+        fsg = jsgf_build_fsg(jsgf, rule, ps_get_logmath(ps), lw);
+    }
+    if (fsg != NULL) {
+        rc = ps_set_fsg(ps, name, fsg);
+        fsg_model_free(fsg);
+    }
+    if (jsgf != NULL) {
+        jsgf_grammar_free(jsgf);
+    }
+    return rc;
+}
+
 static int dec_add_grammar(vb_stt_t *t, dec_t *d, const grammar_t *g)
 {
     char name[24];
@@ -472,7 +502,7 @@ static int dec_add_grammar(vb_stt_t *t, dec_t *d, const grammar_t *g)
     }
     dec_add_words(t, d, g);
     search_name(name, sizeof(name), g->key);
-    if (ps_set_jsgf_string(d->ps, name, g->jsgf) < 0) {
+    if (set_jsgf(d->ps, name, g->jsgf) < 0) {
         vb_log(VB_LOG_ERR, "local stt: pocketsphinx refused the caller grammar");
         return -EINVAL;
     }
@@ -480,11 +510,19 @@ static int dec_add_grammar(vb_stt_t *t, dec_t *d, const grammar_t *g)
     return 0;
 }
 
-/* An idle decoder that knows G (else the least recently used, taught G, else a new one). */
-static dec_t *dec_acquire(vb_stt_t *t, const grammar_t *g)
+/* The idle decoder this stream used last, else one that knows G, else the least
+ * recently used (taught G), else a new one. */
+static dec_t *dec_acquire(vb_stt_t *t, const grammar_t *g, uint64_t stream)
 {
     dec_t **pp = &t->idle, **lru = NULL;
     for (; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->last_stream == stream && dec_has(*pp, g->key)) {
+            dec_t *d = *pp;
+            *pp = d->next;
+            return d;
+        }
+    }
+    for (pp = &t->idle; *pp != NULL; pp = &(*pp)->next) {
         if (dec_has(*pp, g->key)) {
             dec_t *d = *pp;
             *pp = d->next;
@@ -585,11 +623,16 @@ static void utt_start(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
         vb_log(VB_LOG_ERR, "local stt: cannot build the grammar");
         return;
     }
-    if ((s->dec = dec_acquire(t, s->g)) == NULL) {
+    if ((s->dec = dec_acquire(t, s->g, s->id)) == NULL) {
         return;
     }
     search_name(name, sizeof(name), s->key);
-    if (ps_set_search(s->dec->ps, name) < 0 || ps_start_utt(s->dec->ps) < 0) {
+    /* The channel estimate (CMN) carries over from utterance to utterance of a call;
+     * a decoder that last heard another call starts it afresh. */
+    int fresh = s->dec->last_stream != s->id;
+    s->dec->last_stream = s->id;
+    if (ps_set_search(s->dec->ps, name) < 0 || (fresh && ps_start_stream(s->dec->ps) < 0) ||
+        ps_start_utt(s->dec->ps) < 0) {
         vb_log(VB_LOG_ERR, "local stt: cannot start an utterance");
         utt_release(t, s);
         return;
@@ -737,7 +780,7 @@ static void stream_prepare(vb_stt_t *t, vb_stt_stream_t *s)
     if (s->g == NULL && (s->g = grammar_new(t, s)) == NULL) {
         return;
     }
-    dec_release(t, dec_acquire(t, s->g));
+    dec_release(t, dec_acquire(t, s->g, s->id));
 }
 
 static void stream_destroy(vb_stt_t *t, vb_stt_stream_t *s)
@@ -851,8 +894,10 @@ static int load_open_lm(vb_stt_t *t)
                             "-fwdflat", "no", "-bestpath", "no", "-maxhmmpf", "3000", NULL);
     t->lm = t->lm_cfg ? ps_init(t->lm_cfg) : NULL;
     if (t->lm == NULL) {
-        vb_log(VB_LOG_WARN, "local stt: no open language model (%s); free speech gets the "
-               "garbage path's words", lm);
+        vb_log(VB_LOG_WARN,
+               "local stt: no open language model (%s); free speech gets the "
+               "garbage path's words",
+               lm);
         cmd_ln_free_r(t->lm_cfg);
         t->lm_cfg = NULL;
         return -ENOENT;
@@ -1043,6 +1088,9 @@ vb_stt_stream_t *vb_stt_stream_new(vb_stt_t *t, const char *const *phrases, size
     }
     s->stt = t;
     s->notify = notify;
+    pthread_mutex_lock(&t->mu);
+    s->id = ++t->next_stream_id;
+    pthread_mutex_unlock(&t->mu);
     s->arg = arg;
     s->end_silence_frames = (uint32_t)(t->opts.end_silence_ms / FRAME_MS);
     s->noise.rng = 0x9e3779b9u; /* the same noise for every call: reproducible results */
@@ -1113,8 +1161,10 @@ static void begin_utt(vb_stt_stream_t *s, const vb_audio_frame_t *f)
 /* Mutex held. */
 static void close_utt(vb_stt_stream_t *s, uint64_t t_ns)
 {
-    item_t end = {.kind = s->voiced >= MIN_VOICED ? IT_END : IT_ABORT, .t_ns = t_ns,
-                  .voiced = s->voiced, .first_voice_ns = s->first_voice_ns,
+    item_t end = {.kind = s->voiced >= MIN_VOICED ? IT_END : IT_ABORT,
+                  .t_ns = t_ns,
+                  .voiced = s->voiced,
+                  .first_voice_ns = s->first_voice_ns,
                   .last_voice_ns = s->last_voice_ns};
     q_push(s, &end);
     s->in_utt = 0;

@@ -59,11 +59,11 @@ typedef struct {
     char loop_text[VB_STT_TEXT_MAX]; /* when not a phrase: the garbage path's words (only
                                         the assistant's and common words), else "" */
     int source;                      /* VB_STT_SRC_* */
-    uint64_t start_ns;          /* capture time (frame t_ns) of the first voiced frame */
-    uint64_t speech_end_ns;     /* end of the last word heard (decoder alignment), else of
-                                   the last voiced frame */
-    uint64_t endpoint_ns;       /* when the end-of-speech silence closed the utterance */
-    uint64_t final_ns;          /* when the result was ready (CLOCK_MONOTONIC) */
+    uint64_t start_ns;               /* capture time (frame t_ns) of the first voiced frame */
+    uint64_t speech_end_ns;          /* end of the last word heard (decoder alignment), else of
+                                        the last voiced frame */
+    uint64_t endpoint_ns;            /* when the end-of-speech silence closed the utterance */
+    uint64_t final_ns;               /* when the result was ready (CLOCK_MONOTONIC) */
     uint32_t voiced_frames;
 } vb_stt_result_t;
 
@@ -102,8 +102,8 @@ uint64_t vb_stt_dropped(vb_stt_stream_t *s);
 /* Counters of the service, for the benchmark and logs. */
 typedef struct {
     uint64_t utterances, grammar, open_lm, loop; /* results by source */
-    uint64_t decoders;           /* alive now */
-    double audio_s, busy_s;      /* audio decoded, thread time spent decoding it */
+    uint64_t decoders;                           /* alive now */
+    double audio_s, busy_s; /* audio decoded, thread time spent decoding it */
 } vb_stt_stats_t;
 void vb_stt_stats(vb_stt_t *stt, vb_stt_stats_t *out);
 

@@ -19,10 +19,10 @@
 #define VB_TRANSCRIPT_TEXT_MAX 400 /* bytes of text kept per line */
 
 typedef struct {
-    uint32_t turns;        /* agent and caller turns so far */
-    char last_intent[64];  /* of the last caller turn that matched one, "" if none */
-    char last_speaker;     /* 'A', 'C' or 0 when nothing was said */
-    int interrupted;       /* the last agent turn was cut short */
+    uint32_t turns;       /* agent and caller turns so far */
+    char last_intent[64]; /* of the last caller turn that matched one, "" if none */
+    char last_speaker;    /* 'A', 'C' or 0 when nothing was said */
+    int interrupted;      /* the last agent turn was cut short */
 } vb_transcript_state_t;
 
 /* Rebuild the state from transcript text (tolerant: lines it does not know are

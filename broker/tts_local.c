@@ -20,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_FRAMES 25  /* 0.5 s of audio per FIFO chunk */
-#define PIECE_MAX 300    /* bytes synthesised in one go (a sentence, or part of one) */
-#define ESPEAK_BUF_MS 60 /* espeak hands over audio at least this often: first-frame latency */
+#define CHUNK_FRAMES 25 /* 0.5 s of audio per FIFO chunk */
+#define PIECE_MAX 300   /* bytes synthesised in one go (a sentence, or part of one) */
+#define ESPEAK_BUF_MS                                                                          \
+    60 /* espeak hands over audio at least this often: first-frame latency                     \
+        */
 #define OUT_RATE VB_FRAME_RATE
 #define RESAMPLE_QUALITY 5
 #define AHEAD_FRAMES (VB_TTS_AHEAD_MS / 20)
@@ -48,15 +50,16 @@ struct vb_tts_stream {
     vb_tts_stream_t *next, *prev; /* the thread's round robin */
     vb_tts_notify_fn notify;
     void *arg;
-    utt_t *q_head, *q_tail;  /* text still to synthesise */
+    utt_t *q_head, *q_tail;   /* text still to synthesise */
     chunk_t *c_head, *c_tail; /* frames to read */
     uint32_t nframes;
     uint32_t next_id;
-    uint32_t epoch;     /* bumped by cancel: the job in progress no longer counts */
-    uint32_t job_epoch; /* epoch of the job in progress */
+    uint32_t epoch;      /* bumped by cancel: the job in progress no longer counts */
+    uint32_t job_epoch;  /* epoch of the job in progress */
     uint32_t utt_frames; /* frames published for the utterance in progress */
-    int synthesising;   /* the thread works for this stream now */
-    int dead;           /* freed by its owner while synthesising: the thread frees it */
+    int synthesising;    /* the thread works for this stream now: not to be freed */
+    int job_open;        /* a piece is being made, its last frame not yet published */
+    int dead;            /* freed by its owner while synthesising: the thread frees it */
 };
 
 /* What the thread is synthesising now (thread-only, except under the mutex). */
@@ -88,7 +91,7 @@ struct vb_tts {
 };
 
 static atomic_int tts_running; /* espeak-ng is process-global: one vb_tts_t at a time */
-static vb_tts_t *synth_self;    /* the running one, for espeak's callback (thread-only) */
+static vb_tts_t *synth_self;   /* the running one, for espeak's callback (thread-only) */
 
 /* ---- the FIFO of frames (mutex held) ---------------------------------- */
 
@@ -247,7 +250,7 @@ int vb_tts_say(vb_tts_stream_t *s, const char *text, const char *voice, int rate
     }
     vb_tts_t *t = s->tts;
     pthread_mutex_lock(&t->mu);
-    u->id = s->next_id++;
+    uint32_t uid = u->id = s->next_id++;
     if (s->next_id == 0) {
         s->next_id = 1;
     }
@@ -257,10 +260,10 @@ int vb_tts_say(vb_tts_stream_t *s, const char *text, const char *voice, int rate
         s->q_head = u;
     }
     s->q_tail = u;
-    pthread_cond_signal(&t->cv);
+    pthread_cond_signal(&t->cv); /* from here on U is the thread's */
     pthread_mutex_unlock(&t->mu);
     if (id != NULL) {
-        *id = u->id;
+        *id = uid;
     }
     return 0;
 }
@@ -309,11 +312,12 @@ uint32_t vb_tts_ready(vb_tts_stream_t *s)
     return n;
 }
 
+int dbg_busy;
 int vb_tts_busy(vb_tts_stream_t *s)
 {
     pthread_mutex_lock(&s->tts->mu);
-    int busy = s->q_head != NULL || s->nframes > 0 ||
-               (s->synthesising && s->job_epoch == s->epoch);
+    int busy = s->q_head != NULL || s->nframes > 0 || (s->job_open && s->job_epoch == s->epoch);
+    if (busy && dbg_busy) fprintf(stderr, "DBG q %p n %u open %d ep %u/%u synth %d\n", (void*)s->q_head, s->nframes, s->job_open, s->job_epoch, s->epoch, s->synthesising);
     pthread_mutex_unlock(&s->tts->mu);
     return busy;
 }
@@ -369,6 +373,7 @@ static int publish(vb_tts_t *t, const int16_t *pcm, int last)
             rc = -1;
         } else {
             s->utt_frames++;
+            s->job_open = !last;
         }
     }
     /* Under the mutex: once vb_tts_stream_free has returned, no notify is in flight
@@ -551,11 +556,19 @@ static void take_piece(vb_tts_t *t, vb_tts_stream_t *s, char *voice, int *rate)
         free(u);
     }
     s->synthesising = 1;
+    s->job_open = 1;
 }
 
-static int synth_init(vb_tts_t *t)
+/* espeak-ng is loaded once per process and never unloaded: espeak_ng_Terminate
+ * followed by a new espeak_ng_Initialize hangs in espeak-ng 1.51 (its internal
+ * thread is not restarted), and the broker never needs to. */
+static int espeak_load(const char *data_path)
 {
-    espeak_ng_InitializePath(t->data_path[0] ? t->data_path : NULL);
+    static int loaded; /* only ever touched by the synthesis thread of the moment */
+    if (loaded) {
+        return 0;
+    }
+    espeak_ng_InitializePath(data_path[0] ? data_path : NULL);
     espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
     if (st != ENS_OK) {
         char msg[256];
@@ -565,16 +578,23 @@ static int synth_init(vb_tts_t *t)
     }
     if (espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, ESPEAK_BUF_MS, NULL) != ENS_OK) {
         vb_log(VB_LOG_ERR, "local tts: espeak-ng output set-up failed");
-        espeak_ng_Terminate();
         return -EIO;
     }
-    synth_self = t;
     espeak_SetSynthCallback(synth_cb);
+    loaded = 1;
+    return 0;
+}
+
+static int synth_init(vb_tts_t *t)
+{
+    int err = espeak_load(t->data_path);
+    if (err < 0) {
+        return err;
+    }
+    synth_self = t;
     t->in_rate = espeak_ng_GetSampleRate();
-    int err = 0;
     t->rs = speex_resampler_init(1, (spx_uint32_t)t->in_rate, OUT_RATE, RESAMPLE_QUALITY, &err);
     if (t->rs == NULL) {
-        espeak_ng_Terminate();
         return -ENOMEM;
     }
     set_voice(t, VB_TTS_DEFAULT_VOICE, VB_TTS_DEFAULT_RATE);
@@ -597,6 +617,7 @@ static void synth_loop(vb_tts_t *t)
         synth_piece(t, voice, rate);
         pthread_mutex_lock(&t->mu);
         s->synthesising = 0;
+        s->job_open = 0;
         if (s->dead) {
             free(s);
         }
@@ -616,7 +637,6 @@ static void *synth_main(void *arg)
     }
     synth_loop(t);
     speex_resampler_destroy(t->rs);
-    espeak_ng_Terminate();
     synth_self = NULL;
     return NULL;
 }

@@ -39,7 +39,8 @@ typedef void (*vb_tts_notify_fn)(void *arg);
  * thread) every utterance ends at once with one silent frame. NULL + errno: EBUSY
  * when this process already has one, ENOMEM, or pthread_create's error. */
 vb_tts_t *vb_tts_local_start(const char *data_path);
-/* Stop the thread and unload espeak-ng. Streams must have been freed. */
+/* Stop the thread (espeak-ng stays loaded for the next start: it cannot be loaded
+ * twice in one process). Streams must have been freed. */
 void vb_tts_local_stop(vb_tts_t *tts);
 
 /* A call's stream. NOTIFY may be NULL. NULL + ENOMEM. */
@@ -53,15 +54,14 @@ void vb_tts_stream_free(vb_tts_stream_t *s);
  * unknown name falls back to the default, logged once); RATE in words per minute
  * (0 for the default; clamped to espeak's range). *ID (may be NULL) gets the
  * utterance's id, never 0. 0, -EINVAL (empty text) or -ENOMEM. */
-int vb_tts_say(vb_tts_stream_t *s, const char *text, const char *voice, int rate,
-               uint32_t *id);
+int vb_tts_say(vb_tts_stream_t *s, const char *text, const char *voice, int rate, uint32_t *id);
 /* Forget all queued text and unread audio and stop the sentence in progress. */
 void vb_tts_cancel(vb_tts_stream_t *s);
 
 typedef struct {
-    uint32_t id;  /* utterance the frame belongs to */
-    int first;    /* its first frame */
-    int last;     /* its last frame: the utterance is complete */
+    uint32_t id; /* utterance the frame belongs to */
+    int first;   /* its first frame */
+    int last;    /* its last frame: the utterance is complete */
 } vb_tts_frame_info_t;
 
 /* Take the next frame (VB_FRAME_SAMPLES samples at 16 kHz). 0, or -EAGAIN when

@@ -41,8 +41,8 @@ static int16_t *mixdown(const vb_cs_wav_t *w, size_t *n)
     return pcm;
 }
 
-/* Resamples IN (N samples at RATE) to 8 kHz, flushing the filter's delay. */
-static int resample(const int16_t *in, size_t n, unsigned rate, int16_t **out, size_t *outn)
+int vb_cs_audio_resample(const int16_t *in, size_t n, unsigned rate, int16_t **out,
+                         size_t *outn)
 {
     int err = 0;
     SpeexResamplerState *st = speex_resampler_init(1, rate, VB_CS_RATE, 5, &err);
@@ -94,7 +94,7 @@ int vb_cs_audio_to_8k(const vb_cs_wav_t *w, int16_t **out, size_t *n)
         *n = frames;
         return 0;
     }
-    int rc = resample(pcm, frames, w->rate, out, n);
+    int rc = vb_cs_audio_resample(pcm, frames, w->rate, out, n);
     free(pcm);
     return rc;
 }
@@ -129,11 +129,16 @@ void vb_cs_audio_tone_fill(int16_t *pcm, size_t n, double dbfs)
 
 static int audio_alloc(vb_cs_audio_t *a, size_t samples, size_t turns)
 {
+    size_t nt = turns ? turns : 1;
     memset(a, 0, sizeof(*a));
     a->len = (samples + VB_CS_FRAME - 1) / VB_CS_FRAME * VB_CS_FRAME;
     a->ulaw = malloc(a->len ? a->len : 1);
-    a->onsets = malloc((turns ? turns : 1) * sizeof(*a->onsets));
-    if (a->ulaw == NULL || a->onsets == NULL) {
+    a->onsets = malloc(nt * sizeof(*a->onsets));
+    a->starts = malloc(nt * sizeof(*a->starts));
+    a->lens = malloc(nt * sizeof(*a->lens));
+    a->ends = malloc(nt * sizeof(*a->ends));
+    if (a->ulaw == NULL || a->onsets == NULL || a->starts == NULL || a->lens == NULL ||
+        a->ends == NULL) {
         vb_cs_audio_free(a);
         return -ENOMEM;
     }
@@ -156,6 +161,39 @@ static size_t first_onset(const int16_t *pcm, size_t n, double onset_dbfs)
     return 0;
 }
 
+/* Where speech ends in a turn: just past its last window at the onset level (5 ms windows
+ * from the start), or its end if it never gets that loud. */
+static size_t last_sound(const int16_t *pcm, size_t n, double onset_dbfs)
+{
+    const double on = 32768.0 * 32768.0 * pow(10.0, onset_dbfs / 10.0) * VB_CS_ONSET_WIN;
+    size_t end = n;
+    for (size_t off = 0; off < n; off += VB_CS_ONSET_WIN) {
+        size_t k = n - off < VB_CS_ONSET_WIN ? n - off : VB_CS_ONSET_WIN;
+        double acc = 0;
+        for (size_t i = 0; i < k; i++) {
+            acc += (double)pcm[off + i] * pcm[off + i];
+        }
+        if (acc >= on) {
+            end = off + k;
+        }
+    }
+    return end;
+}
+
+/* Records turn T: its audio of LEN samples at sequence offset OFF. */
+static void add_turn(vb_cs_audio_t *a, const int16_t *pcm, size_t len, size_t off,
+                     double onset_dbfs)
+{
+    size_t t = a->nturns++;
+    a->starts[t] = off;
+    a->lens[t] = len;
+    a->onsets[t] = off + first_onset(pcm, len, onset_dbfs);
+    a->ends[t] = off + last_sound(pcm, len, onset_dbfs);
+    if (a->ends[t] < a->onsets[t]) {
+        a->ends[t] = a->onsets[t];
+    }
+}
+
 int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts, double onset_dbfs)
 {
     const size_t period = VB_CS_RATE * VB_CS_TONE_PERIOD_MS / 1000;
@@ -170,12 +208,30 @@ int vb_cs_audio_tone(vb_cs_audio_t *a, int bursts, double onset_dbfs)
     }
     vb_cs_audio_tone_fill(tone, burst, VB_CS_TONE_DBFS);
     /* Found the way the agent's onsets are, so that the fade-in biases neither side. */
-    size_t onset = first_onset(tone, burst, onset_dbfs);
     for (int b = 0; b < bursts; b++) {
         vb_ulaw_encode(tone, burst, a->ulaw + (size_t)b * period);
-        a->onsets[a->nturns++] = (size_t)b * period + onset;
+        add_turn(a, tone, burst, (size_t)b * period, onset_dbfs);
     }
     return 0;
+}
+
+int vb_cs_audio_from_pcm(vb_cs_audio_t *a, int16_t *const *pcm, const size_t *len, size_t n,
+                         int pause_ms, double onset_dbfs)
+{
+    size_t pause = (size_t)(pause_ms > 0 ? pause_ms : 0) * VB_CS_RATE / 1000, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (len[i] == 0) {
+            return -EINVAL;
+        }
+        total += len[i] + pause;
+    }
+    int rc = audio_alloc(a, total, n);
+    for (size_t i = 0, off = 0; rc == 0 && i < n; i++) {
+        vb_ulaw_encode(pcm[i], len[i], a->ulaw + off);
+        add_turn(a, pcm[i], len[i], off, onset_dbfs);
+        off += len[i] + pause;
+    }
+    return rc;
 }
 
 int vb_cs_audio_from_wavs(vb_cs_audio_t *a, const vb_cs_wav_t *wavs, size_t n, int pause_ms,
@@ -183,19 +239,12 @@ int vb_cs_audio_from_wavs(vb_cs_audio_t *a, const vb_cs_wav_t *wavs, size_t n, i
 {
     int16_t **pcm = calloc(n ? n : 1, sizeof(*pcm));
     size_t *len = calloc(n ? n : 1, sizeof(*len));
-    size_t pause = (size_t)(pause_ms > 0 ? pause_ms : 0) * VB_CS_RATE / 1000, total = 0;
     int rc = (pcm == NULL || len == NULL) ? -ENOMEM : 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = vb_cs_audio_to_8k(&wavs[i], &pcm[i], &len[i]);
-        total += len[i] + pause;
     }
     if (rc == 0) {
-        rc = audio_alloc(a, total, n);
-    }
-    for (size_t i = 0, off = 0; rc == 0 && i < n; i++) {
-        vb_ulaw_encode(pcm[i], len[i], a->ulaw + off);
-        a->onsets[a->nturns++] = off + first_onset(pcm[i], len[i], onset_dbfs);
-        off += len[i] + pause;
+        rc = vb_cs_audio_from_pcm(a, pcm, len, n, pause_ms, onset_dbfs);
     }
     for (size_t i = 0; pcm != NULL && i < n; i++) {
         free(pcm[i]);
@@ -209,6 +258,9 @@ void vb_cs_audio_free(vb_cs_audio_t *a)
 {
     free(a->ulaw);
     free(a->onsets);
+    free(a->starts);
+    free(a->lens);
+    free(a->ends);
     memset(a, 0, sizeof(*a));
 }
 
@@ -250,4 +302,20 @@ int vb_cs_audio_turn_in(const vb_cs_audio_t *a, uint64_t k, int loop)
         return (int)(a->onsets[lo] - start);
     }
     return -1;
+}
+
+uint64_t vb_cs_audio_turn_frames(const vb_cs_audio_t *a, size_t t)
+{
+    return t < a->nturns ? (a->lens[t] + VB_CS_FRAME - 1) / VB_CS_FRAME : 0;
+}
+
+void vb_cs_audio_turn_frame(const vb_cs_audio_t *a, size_t t, uint64_t k,
+                            uint8_t out[VB_CS_FRAME])
+{
+    size_t from = (size_t)k * VB_CS_FRAME, n = 0;
+    if (t < a->nturns && from < a->lens[t]) {
+        n = a->lens[t] - from < VB_CS_FRAME ? a->lens[t] - from : VB_CS_FRAME;
+        memcpy(out, a->ulaw + a->starts[t] + from, n);
+    }
+    memset(out + n, VB_ULAW_SILENCE, VB_CS_FRAME - n);
 }

@@ -11,40 +11,64 @@
 #include "callsim/audio.h"
 #include "callsim/options.h"
 #include "callsim/sim.h"
+#include "callsim/speak.h"
 #include "callsim/wav.h"
 #include "common/log.h"
 
-static int load_wavs(const vb_cs_opts_t *o, vb_cs_audio_t *a)
+/* Line I of the options as 8 kHz PCM: a WAV file converted, or a text spoken. */
+static int load_line(const vb_cs_opts_t *o, int i, int16_t **pcm, size_t *n)
 {
-    vb_cs_wav_t w[VB_CS_MAX_WAVS];
-    int rc = 0, n = 0;
-    for (; n < o->nwavs; n++) {
-        rc = vb_cs_wav_read(o->wavs[n], &w[n]);
-        if (rc < 0) {
-            vb_log(VB_LOG_ERR, "%s: %s", o->wavs[n],
-                   rc == -ENOTSUP  ? "not 16-bit PCM or 8-bit mu-law"
-                   : rc == -EINVAL ? "not a WAV file"
-                                   : strerror(-rc));
-            break;
+    const vb_cs_line_t *l = &o->lines[i];
+    if (l->is_say) {
+        int rc = vb_cs_speak(l->arg, o->voice, o->rate, pcm, n);
+        if (rc < 0 && rc != -ENOENT && rc != -EINVAL) {
+            vb_log(VB_LOG_ERR, "cannot speak \"%s\": %s", l->arg, strerror(-rc));
         }
+        return rc;
+    }
+    vb_cs_wav_t w;
+    int rc = vb_cs_wav_read(l->arg, &w);
+    if (rc < 0) {
+        vb_log(VB_LOG_ERR, "%s: %s", l->arg,
+               rc == -ENOTSUP  ? "not 16-bit PCM or 8-bit mu-law"
+               : rc == -EINVAL ? "not a WAV file"
+                               : strerror(-rc));
+        return rc;
+    }
+    rc = vb_cs_audio_to_8k(&w, pcm, n);
+    vb_cs_wav_free(&w);
+    if (rc < 0) {
+        vb_log(VB_LOG_ERR, "%s: %s", l->arg,
+               rc == -EINVAL ? "the WAV file holds no audio" : strerror(-rc));
+    }
+    return rc;
+}
+
+static int load_lines(const vb_cs_opts_t *o, vb_cs_audio_t *a)
+{
+    int16_t *pcm[VB_CS_MAX_WAVS] = {0};
+    size_t len[VB_CS_MAX_WAVS] = {0};
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < o->nlines; i++) {
+        rc = load_line(o, i, &pcm[i], &len[i]);
     }
     if (rc == 0) {
-        rc = vb_cs_audio_from_wavs(a, w, (size_t)n, o->pause_ms, o->onset_dbfs);
+        rc = vb_cs_audio_from_pcm(a, pcm, len, (size_t)o->nlines, o->pause_ms, o->onset_dbfs);
         if (rc < 0) {
-            vb_log(VB_LOG_ERR, "cannot prepare the caller audio: %s",
-                   rc == -EINVAL ? "a WAV file holds no audio" : strerror(-rc));
+            vb_log(VB_LOG_ERR, "cannot prepare the caller audio: %s", strerror(-rc));
         }
     }
-    for (int i = 0; i < n; i++) {
-        vb_cs_wav_free(&w[i]);
+    for (int i = 0; i < o->nlines; i++) {
+        free(pcm[i]);
     }
+    vb_cs_speak_done();
     return rc;
 }
 
 static int load_audio(const vb_cs_opts_t *o, vb_cs_audio_t *a)
 {
-    if (o->nwavs > 0) {
-        return load_wavs(o, a);
+    if (o->nlines > 0) {
+        return load_lines(o, a);
     }
     /* With --duration the tone repeats, so one period is enough. */
     int rc = vb_cs_audio_tone(a, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs);

@@ -1,6 +1,9 @@
 /* voxbridge-callsim: command-line parsing (see options.h). */
 #include "callsim/options.h"
 
+#include "callsim/conv.h"
+#include "callsim/speak.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -29,6 +32,11 @@ enum {
     OPT_ONSET_DB,
     OPT_QUIET_MS,
     OPT_SKIP_ONSETS,
+    OPT_SAY,
+    OPT_VOICE,
+    OPT_RATE,
+    OPT_GAP,
+    OPT_WAIT,
     OPT_HELP,
 };
 
@@ -56,6 +64,11 @@ static const struct option longopts[] = {
     {"onset-db", required_argument, NULL, OPT_ONSET_DB},
     {"quiet-ms", required_argument, NULL, OPT_QUIET_MS},
     {"skip-onsets", required_argument, NULL, OPT_SKIP_ONSETS},
+    {"say", required_argument, NULL, OPT_SAY},
+    {"voice", required_argument, NULL, OPT_VOICE},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"gap-ms", required_argument, NULL, OPT_GAP},
+    {"wait-ms", required_argument, NULL, OPT_WAIT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -73,8 +86,18 @@ void vb_cs_opts_usage(FILE *f)
           "  --account-sid SID  AccountSid sent (default: random AC...)\n"
           "  --to E164          called number (default " VB_CS_DEFAULT_TO ")\n"
           "  --from E164        caller number (default " VB_CS_DEFAULT_FROM ")\n"
-          "  --wav FILE         caller turn (PCM16 or mu-law WAV; repeatable, in order)\n"
-          "  --pause-ms N       silence after each turn (default 800)\n"
+          "  --wav FILE         caller line (PCM16 or mu-law WAV; repeatable, in order)\n"
+          "  --say TEXT         caller line spoken with espeak-ng (repeatable, mixes with\n"
+          "                     --wav in order)\n"
+          "  --voice NAME       espeak-ng voice of --say lines (default " VB_CS_DEFAULT_VOICE
+          ")\n"
+          "  --rate WPM         speaking rate of --say lines (default 165)\n"
+          "  --gap-ms N         conversation: agent quiet this long before the next line\n"
+          "                     (default 600)\n"
+          "  --wait-ms N        conversation: longest wait for an answer to start; the line\n"
+          "                     then counts as unanswered (default 8000)\n"
+          "  --pause-ms N       conversation: wait this long for a greeting before the first\n"
+          "                     line; with --duration: silence after each line (default 800)\n"
           "  --out FILE.wav     agent audio as heard (PCM16 8 kHz); FILE-N.wav per call\n"
           "                     when --calls > 1\n"
           "  --calls N          calls to place (default 1)\n"
@@ -107,6 +130,10 @@ static void defaults(vb_cs_opts_t *o)
     o->bursts = VB_CS_DEFAULT_BURSTS;
     o->onset_dbfs = VB_CS_DEFAULT_ONSET_DBFS;
     o->quiet_ms = VB_CS_DEFAULT_QUIET_MS;
+    o->voice = VB_CS_DEFAULT_VOICE;
+    o->rate = VB_CS_DEFAULT_RATE;
+    o->gap_ms = VB_CS_DEFAULT_GAP_MS;
+    o->wait_ms = VB_CS_DEFAULT_WAIT_MS;
 }
 
 /* Whole decimal in [lo, hi]. */
@@ -134,12 +161,18 @@ static int num_arg(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
-static int take_wav(vb_cs_opts_t *o, const char *path)
+static int take_line(vb_cs_opts_t *o, int is_say, const char *arg)
 {
-    if (o->nwavs >= VB_CS_MAX_WAVS) {
+    if (o->nlines >= VB_CS_MAX_WAVS) {
         return -EINVAL;
     }
-    o->wavs[o->nwavs++] = path;
+    if (is_say && (arg[strspn(arg, " \t\r\n")] == '\0' || strlen(arg) > VB_CS_SAY_MAX)) {
+        return -EINVAL;
+    }
+    o->lines[o->nlines++] = (vb_cs_line_t){.is_say = is_say, .arg = arg};
+    if (!is_say) {
+        o->wavs[o->nwavs++] = arg;
+    }
     return 0;
 }
 
@@ -165,6 +198,12 @@ static int numeric(vb_cs_opts_t *o, int c, const char *arg)
         return int_arg(arg, 5, 60000, &o->quiet_ms);
     case OPT_SKIP_ONSETS:
         return int_arg(arg, 0, 1000000, &o->skip_onsets);
+    case OPT_RATE:
+        return int_arg(arg, VB_CS_MIN_RATE, VB_CS_MAX_RATE, &o->rate);
+    case OPT_GAP:
+        return int_arg(arg, 0, 60000, &o->gap_ms);
+    case OPT_WAIT:
+        return int_arg(arg, 100, 600000, &o->wait_ms);
     default:
         return -EINVAL;
     }
@@ -193,7 +232,12 @@ static int one(vb_cs_opts_t *o, int c, const char *arg)
         o->from = arg;
         return 0;
     case OPT_WAV:
-        return take_wav(o, arg);
+        return take_line(o, 0, arg);
+    case OPT_SAY:
+        return take_line(o, 1, arg);
+    case OPT_VOICE:
+        o->voice = arg;
+        return arg[0] != '\0' ? 0 : -EINVAL;
     case OPT_OUT:
         o->out = arg;
         return 0;
@@ -233,6 +277,11 @@ static int check(const vb_cs_opts_t *o, FILE *err)
         }
     }
     return 0;
+}
+
+int vb_cs_opts_conversation(const vb_cs_opts_t *o)
+{
+    return o->nlines > 0 && o->duration_s <= 0;
 }
 
 int vb_cs_opts_parse(vb_cs_opts_t *o, int argc, char **argv, FILE *out, FILE *err)

@@ -16,14 +16,26 @@
 #define VB_CS_DEFAULT_QUIET_MS 200
 #define VB_CS_TAIL_MS 2000
 
+/* One caller line, in the order given: a WAV file or a text to speak. */
+typedef struct {
+    int is_say;
+    const char *arg; /* the file name, or the text */
+} vb_cs_line_t;
+
 typedef struct {
     const char *url;        /* http(s) base of the API listener */
     const char *public_url; /* what the signature is computed over; default url */
     const char *token;      /* Twilio auth token; --token or TWILIO_AUTH_TOKEN */
     const char *account_sid;
     const char *to, *from;
-    const char *wavs[VB_CS_MAX_WAVS];
+    const char *wavs[VB_CS_MAX_WAVS]; /* the --wav files among the lines */
     int nwavs;
+    vb_cs_line_t lines[VB_CS_MAX_WAVS]; /* --wav and --say, in order */
+    int nlines;
+    const char *voice; /* espeak-ng voice of --say lines */
+    int rate;          /* words per minute of --say lines */
+    int gap_ms;        /* conversation: agent quiet this long before the caller speaks */
+    int wait_ms;       /* conversation: longest wait for an answer to start */
     int pause_ms;
     const char *out;
     int calls;
@@ -45,5 +57,8 @@ typedef struct {
  * Returns 0, 1 when --help was printed to OUT, or -EINVAL after printing why to ERR. */
 int vb_cs_opts_parse(vb_cs_opts_t *o, int argc, char **argv, FILE *out, FILE *err);
 void vb_cs_opts_usage(FILE *f);
+/* 1 when the calls are conversations (lines given, no --duration): each line waits for
+ * the agent to finish; else the caller audio plays on a fixed timeline. */
+int vb_cs_opts_conversation(const vb_cs_opts_t *o);
 
 #endif

@@ -105,6 +105,17 @@ size_t vb_cs_playout_queued(const vb_cs_playout_t *p)
     return (size_t)(p->tail - p->head);
 }
 
+int vb_cs_playout_holds_sound(const vb_cs_playout_t *p, int level)
+{
+    for (uint64_t i = p->head; i != p->tail; i++) {
+        int v = p->q[i & (p->cap - 1)];
+        if (v >= level || -v >= level) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Makes room for N more samples, keeping the queued ones in order. */
 static int reserve(vb_cs_playout_t *p, size_t n)
 {

@@ -58,5 +58,7 @@ int vb_cs_playout_mark(vb_cs_playout_t *p, int64_t now, const char *name);
 size_t vb_cs_playout_clear(vb_cs_playout_t *p, int64_t now);
 /* Samples waiting to be played. */
 size_t vb_cs_playout_queued(const vb_cs_playout_t *p);
+/* 1 when a sample waiting to be played is at least LEVEL loud (absolute value). */
+int vb_cs_playout_holds_sound(const vb_cs_playout_t *p, int level);
 
 #endif

@@ -15,10 +15,23 @@
 #define TIMEOUT_SLACK_S 30.0
 #define GRACE_S 3
 
+void vb_cs_sim_conv_opts(const vb_cs_opts_t *o, vb_cs_conv_opts_t *co)
+{
+    co->pause_ms = o->pause_ms;
+    co->gap_ms = o->gap_ms;
+    co->wait_ms = o->wait_ms;
+    co->tail_ms = VB_CS_TAIL_MS;
+}
+
 double vb_cs_sim_call_ms(const vb_cs_opts_t *o, const vb_cs_audio_t *audio)
 {
     if (o->duration_s > 0) {
         return o->duration_s * 1000.0;
+    }
+    if (vb_cs_opts_conversation(o)) {
+        vb_cs_conv_opts_t co;
+        vb_cs_sim_conv_opts(o, &co);
+        return vb_cs_conv_max_ms(audio, &co);
     }
     return (double)vb_cs_audio_frames(audio) * 20.0 + VB_CS_TAIL_MS;
 }
@@ -222,8 +235,13 @@ int vb_cs_sim_start(vb_cs_sim_t *s)
     evtimer_add(s->ramp, &tv);
     tv_from_us(&tv, VB_CS_TICK_US);
     evtimer_add(s->tick, &tv);
-    vb_log(VB_LOG_INFO, "%d call(s) to %s, %.1f s each, timeout %.1f s", o->calls, o->url,
-           vb_cs_sim_call_ms(o, s->audio) / 1000.0, limit);
+    if (vb_cs_opts_conversation(o)) {
+        vb_log(VB_LOG_INFO, "%d call(s) to %s, %d caller lines each, timeout %.1f s", o->calls,
+               o->url, o->nlines, limit);
+    } else {
+        vb_log(VB_LOG_INFO, "%d call(s) to %s, %.1f s each, timeout %.1f s", o->calls, o->url,
+               vb_cs_sim_call_ms(o, s->audio) / 1000.0, limit);
+    }
     return 0;
 }
 

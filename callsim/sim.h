@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "callsim/audio.h"
+#include "callsim/conv.h"
 #include "callsim/options.h"
 
 struct event_base;
@@ -32,8 +33,11 @@ int vb_cs_sim_ok(const vb_cs_sim_t *s);
 json_t *vb_cs_sim_summary(vb_cs_sim_t *s);
 void vb_cs_sim_free(vb_cs_sim_t *s);
 
-/* Milliseconds a call lasts from its stream's start, from the options and audio. */
+/* Milliseconds a call lasts from its stream's start, from the options and audio (for a
+ * conversation: the longest it may last). */
 double vb_cs_sim_call_ms(const vb_cs_opts_t *o, const vb_cs_audio_t *audio);
+/* The conversation timing the options ask for. */
+void vb_cs_sim_conv_opts(const vb_cs_opts_t *o, vb_cs_conv_opts_t *co);
 /* The --out file of call N (1-based) of CALLS: FILE itself for one call, else
  * "base-N.ext" ("out.wav" -> "out-3.wav"; no extension: "out-3"). */
 void vb_cs_sim_out_path(const char *out, int n, int calls, char *buf, size_t cap);

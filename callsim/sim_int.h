@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include "callsim/audio.h"
+#include "callsim/conv.h"
 #include "callsim/http.h"
 #include "callsim/options.h"
 #include "callsim/playout.h"
@@ -68,6 +69,11 @@ struct vb_cs_call {
     vb_cs_rx_t rx;
     vb_cs_onset_t onset;
     vb_cs_rtt_t rtt;
+    int converse;             /* the caller's lines wait for the agent (conv.h) */
+    vb_cs_conv_t conv;        /* when converse */
+    int quiet_level;          /* sample level below which the agent's queued audio is quiet */
+    int64_t first_onset;      /* timeline of the agent's first onset; -1: none */
+    int64_t greeting_samples; /* agent audio received before the first line; -1: none */
     vb_cs_wav_writer_t out;
     int has_out;
     uint64_t samples_received, marks_received, marks_answered, clears, dtmf_sent;

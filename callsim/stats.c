@@ -49,6 +49,7 @@ void vb_cs_onset_init(vb_cs_onset_t *o, double on_dbfs, int quiet_ms)
     o->quiet_energy = fs * pow(10.0, (on_dbfs - 10.0) / 10.0);
     o->quiet_need = (quiet_ms * 8 + VB_CS_ONSET_WIN - 1) / VB_CS_ONSET_WIN;
     o->armed = 1;
+    o->last_sound = -1;
 }
 
 /* One full window ending at o->pos: returns 1 if it is an onset. */
@@ -92,6 +93,9 @@ size_t vb_cs_onset_feed(vb_cs_onset_t *o, const int16_t *pcm, size_t n, int64_t 
         o->pos++;
         if (++o->fill < VB_CS_ONSET_WIN) {
             continue;
+        }
+        if (o->acc / VB_CS_ONSET_WIN >= o->quiet_energy) {
+            o->last_sound = o->pos;
         }
         if (onset_window(o, o->acc / VB_CS_ONSET_WIN)) {
             if (found < cap) {

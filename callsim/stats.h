@@ -50,6 +50,7 @@ typedef struct {
     int quiet_run;
     int armed;
     int64_t pos;                       /* samples consumed */
+    int64_t last_sound;                /* end of the last window not quiet; -1: none yet */
     double acc;                        /* sum of squares in the current window */
     int fill;                          /* samples in the current window */
     int16_t hist[2 * VB_CS_ONSET_WIN]; /* the last two windows, ring by pos */
@@ -58,10 +59,12 @@ typedef struct {
 /* ON_DBFS: a window whose RMS is above this (dB relative to full scale) is loud; quiet is
  * 10 dB lower and must last QUIET_MS before the next onset. The stream starts armed. */
 void vb_cs_onset_init(vb_cs_onset_t *o, double on_dbfs, int quiet_ms);
-/* Feeds N samples; writes the positions of the onsets found to OUT, up to CAP of them,
- * and returns how many were found. An onset is where a loud window follows enough quiet
- * ones; its position is the first sample at the loud level in that window or the one
- * before (so it does not depend on where the windows fall), else the window's start. */
+/* (last_sound: the end of the last window above the quiet level, i.e. where the sound
+ * last stopped, -1 before any.) Feeds N samples; writes the positions of the onsets found to
+ * OUT, up to CAP of them, and returns how many were found. An onset is where a loud window
+ * follows enough quiet ones; its position is the first sample at the loud level in that window
+ * or the one before (so it does not depend on where the windows fall), else the window's start.
+ */
 size_t vb_cs_onset_feed(vb_cs_onset_t *o, const int16_t *pcm, size_t n, int64_t *out,
                         size_t cap);
 

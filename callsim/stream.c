@@ -4,6 +4,7 @@
  * Nothing here allocates per frame: messages are built into one static buffer (the
  * process is single-threaded) and received audio is decoded into a static scratch. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,23 @@ static void send_text(vb_cs_call_t *c, const char *buf, size_t n)
     }
 }
 
+/* Conversation: the agent's audio started at AT; log when it answers a caller line. */
+static void on_agent_onset(vb_cs_call_t *c, int64_t at)
+{
+    size_t spoken = vb_cs_conv_spoken(&c->conv);
+    int64_t before = spoken ? vb_cs_conv_reply(&c->conv, spoken - 1) : -1;
+    vb_cs_conv_onset(&c->conv, at);
+    int64_t after = spoken ? vb_cs_conv_reply(&c->conv, spoken - 1) : -1;
+    if (spoken == 0) {
+        vb_cs_call_log(c, c->sim->event_level, "agent speaks at %.2f s", VB_CS_MS(at) / 1000.0);
+    } else if (before < 0 && after >= 0) {
+        vb_cs_call_log(c, c->sim->event_level,
+                       "agent answers line %zu at %.2f s, %.0f ms after "
+                       "the caller stopped",
+                       spoken, VB_CS_MS(at) / 1000.0, VB_CS_MS(after));
+    }
+}
+
 static void on_played(const int16_t *pcm, size_t n, void *arg)
 {
     vb_cs_call_t *c = arg;
@@ -61,8 +79,14 @@ static void on_played(const int16_t *pcm, size_t n, void *arg)
         vb_cs_wav_writer_write(&c->out, pcm, n);
     }
     size_t found = vb_cs_onset_feed(&c->onset, pcm, n, at, MAX_ONSETS);
+    if (found > 0 && c->first_onset < 0) {
+        c->first_onset = at[0];
+    }
     for (size_t i = 0; i < found && i < MAX_ONSETS; i++) {
-        if (vb_cs_rtt_onset(&c->rtt, at[i]) && c->rtt.lat.n > 0) {
+        if (c->converse) {
+            on_agent_onset(c, at[i]);
+        }
+        if (vb_cs_rtt_onset(&c->rtt, at[i]) && c->rtt.lat.n > 0 && !c->converse) {
             vb_cs_call_log(c, c->sim->event_level, "agent audio %.0f ms after the caller turn",
                            c->rtt.lat.v[c->rtt.lat.n - 1]);
         }
@@ -103,6 +127,15 @@ int vb_cs_stream_init(vb_cs_call_t *c)
     c->dtmf_next = o->dtmf;
     c->loop = o->duration_s > 0;
     c->total_frames = (uint64_t)(vb_cs_sim_call_ms(o, c->sim->audio) / 20.0 + 0.5);
+    c->quiet_level = (int)sqrt(c->onset.quiet_energy);
+    c->first_onset = -1;
+    c->greeting_samples = -1;
+    c->converse = vb_cs_opts_conversation(o);
+    if (c->converse) {
+        vb_cs_conv_opts_t co;
+        vb_cs_sim_conv_opts(o, &co);
+        return vb_cs_conv_init(&c->conv, c->sim->audio, &co);
+    }
     return 0;
 }
 
@@ -114,6 +147,9 @@ void vb_cs_stream_free(vb_cs_call_t *c)
     }
     vb_cs_playout_free(&c->play);
     vb_cs_rtt_free(&c->rtt);
+    if (c->converse) {
+        vb_cs_conv_free(&c->conv);
+    }
 }
 
 static void send_start(vb_cs_call_t *c)
@@ -160,6 +196,28 @@ void vb_cs_stream_open(vb_cs_call_t *c, int64_t now)
     }
 }
 
+/* Conversation: the frame of slot K, from the turn scheduler. */
+static const uint8_t *conv_frame(vb_cs_call_t *c, uint64_t k)
+{
+    int64_t at = (int64_t)k * VB_CS_FRAME, onset;
+    size_t before = vb_cs_conv_spoken(&c->conv);
+    int held = vb_cs_playout_holds_sound(&c->play, c->quiet_level);
+    const uint8_t *f = vb_cs_conv_next(&c->conv, at, c->onset.last_sound, held, &onset);
+    if (onset >= 0) {
+        vb_cs_rtt_turn(&c->rtt, onset);
+    }
+    if (vb_cs_conv_spoken(&c->conv) > before) {
+        if (before == 0) {
+            c->greeting_samples = (int64_t)c->samples_received;
+        }
+        const vb_cs_line_t *l = &c->sim->o->lines[before];
+        vb_cs_call_log(c, c->sim->event_level, "caller line %zu at %.2f s: %s%s%s", before + 1,
+                       VB_CS_MS(at) / 1000.0, l->is_say ? "\"" : "", l->arg,
+                       l->is_say ? "\"" : "");
+    }
+    return f;
+}
+
 static void send_frame(vb_cs_call_t *c, int64_t now)
 {
     const vb_cs_audio_t *a = c->sim->audio;
@@ -168,13 +226,18 @@ static void send_frame(vb_cs_call_t *c, int64_t now)
     if (lag > c->lag_max_us) {
         c->lag_max_us = lag;
     }
-    int off = vb_cs_audio_turn_in(a, k, c->loop);
-    if (off >= 0) {
-        vb_cs_rtt_turn(&c->rtt, timeline(c, now) + off);
+    const uint8_t *frame;
+    if (c->converse) {
+        frame = conv_frame(c, k);
+    } else {
+        int off = vb_cs_audio_turn_in(a, k, c->loop);
+        if (off >= 0) {
+            vb_cs_rtt_turn(&c->rtt, timeline(c, now) + off);
+        }
+        frame = vb_cs_audio_frame(a, k, c->loop);
     }
-    size_t n =
-        vb_ms_build_media_in(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, (uint32_t)(k + 1),
-                             (uint32_t)(k * 20), vb_cs_audio_frame(a, k, c->loop), VB_CS_FRAME);
+    size_t n = vb_ms_build_media_in(msgbuf, MSG_CAP, ++c->seq, c->stream_sid, (uint32_t)(k + 1),
+                                    (uint32_t)(k * 20), frame, VB_CS_FRAME);
     send_text(c, msgbuf, n);
 }
 
@@ -208,9 +271,19 @@ void vb_cs_stream_hang_up(vb_cs_call_t *c, int code, const char *why)
     }
 }
 
+/* All frames sent (fixed timeline), or the conversation is over. */
+static int call_done(const vb_cs_call_t *c)
+{
+    return c->sent >= c->total_frames || (c->converse && vb_cs_conv_over(&c->conv));
+}
+
 void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
 {
-    while (c->state == VB_CS_STREAMING && c->sent < c->total_frames &&
+    if (c->converse) {
+        /* The turn scheduler decides on what the caller has heard up to now. */
+        vb_cs_playout_advance(&c->play, timeline(c, now));
+    }
+    while (c->state == VB_CS_STREAMING && !call_done(c) &&
            c->t0 + (int64_t)c->sent * VB_CS_TICK_US <= now + TICK_SLACK_US) {
         send_frame(c, now);
         if (c->dtmf_next != NULL && *c->dtmf_next != '\0' && c->sent >= c->dtmf_frame) {
@@ -218,7 +291,7 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
         }
     }
     vb_cs_playout_advance(&c->play, timeline(c, now));
-    if (c->state == VB_CS_STREAMING && c->sent >= c->total_frames) {
+    if (c->state == VB_CS_STREAMING && call_done(c)) {
         vb_cs_stream_hang_up(c, 1000, NULL);
     }
 }

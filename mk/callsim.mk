@@ -1,10 +1,11 @@
 # voxbridge-callsim: the simulated Twilio (test tool and load generator). The pure parts
-# (WAV, caller audio, playout/marks, statistics, TwiML, options) are also compiled into
-# its unit test; the network parts use libvb's WebSocket client, Media Streams builders,
+# (WAV, caller audio, speech synthesis, turn scheduler, playout/marks, statistics, TwiML,
+# options) are also compiled into its unit test; the network parts use libvb's WebSocket client, Media Streams builders,
 # form bodies and Twilio signatures.
 CALLSIM_PURE = callsim/wav.c callsim/wav.h callsim/audio.c callsim/audio.h \
 	callsim/playout.c callsim/playout.h callsim/stats.c callsim/stats.h \
-	callsim/twiml.c callsim/twiml.h callsim/options.c callsim/options.h
+	callsim/twiml.c callsim/twiml.h callsim/options.c callsim/options.h \
+	callsim/speak.c callsim/speak.h callsim/conv.c callsim/conv.h
 CALLSIM_NET = callsim/http.c callsim/http.h callsim/call.c callsim/stream.c \
 	callsim/sim.c callsim/sim.h callsim/sim_int.h callsim/summary.c
 

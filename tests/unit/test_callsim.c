@@ -1,6 +1,7 @@
-/* Unit tests for voxbridge-callsim's pure parts: WAV reader/writer, caller audio, the
- * playout/mark model, gap and round-trip statistics, TwiML reading and option parsing.
- * Run by `make check`. */
+/* Unit tests for voxbridge-callsim's pure parts: WAV reader/writer, caller audio, speech
+ * synthesis, the conversation's turn scheduler, the playout/mark model, gap and round-trip
+ * statistics, TwiML reading and option parsing; and whole runs against a fake server
+ * (echo, clear, hang-up, a conversation). Run by `make check`. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -21,7 +22,9 @@
 #include "api/form.h"
 #include "api/twilio.h"
 #include "callsim/audio.h"
+#include "callsim/conv.h"
 #include "callsim/sim.h"
+#include "callsim/speak.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -275,6 +278,274 @@ static void test_audio_tone(void **state)
     /* Speech-band: crosses zero far more often than a 300 Hz tone would. */
     assert_true(zero_crossings(pcm + 100, 2200) > 300);
     vb_cs_audio_free(&a);
+}
+
+static void test_audio_pcm_turns(void **state)
+{
+    /* Two turns: 100 ms of silence then 300 ms of tone then 50 ms of silence; 250 ms. */
+    int16_t t1[3600] = {0}, t2[2000];
+    sine(t1 + 800, 2400, 500, 8000, 8000);
+    sine(t2, 2000, 700, 8000, 8000);
+    int16_t *pcm[2] = {t1, t2};
+    size_t len[2] = {3600, 2000};
+    vb_cs_audio_t a;
+    assert_int_equal(vb_cs_audio_from_pcm(&a, pcm, len, 2, 100, -36.0), 0);
+    assert_int_equal(a.nturns, 2);
+    assert_int_equal(a.starts[0], 0);
+    assert_int_equal(a.lens[0], 3600);
+    assert_int_equal(a.starts[1], 3600 + 800);
+    assert_int_equal(a.lens[1], 2000);
+    assert_in_range(a.onsets[0], 800, 840);
+    assert_in_range(a.ends[0], 3160, 3240); /* speech ends 50 ms before the turn does */
+    assert_in_range(a.onsets[1], a.starts[1], a.starts[1] + 2);
+    assert_int_equal(a.ends[1], a.starts[1] + 2000);
+    /* A turn's own frames: 3600 samples are 23 frames, the last padded with silence. */
+    assert_int_equal(vb_cs_audio_turn_frames(&a, 0), 23);
+    assert_int_equal(vb_cs_audio_turn_frames(&a, 1), 13);
+    assert_int_equal(vb_cs_audio_turn_frames(&a, 2), 0);
+    uint8_t f[160];
+    int16_t dec[160];
+    vb_cs_audio_turn_frame(&a, 1, 12, f); /* samples 1920..1999 then silence */
+    vb_ulaw_decode(f, 160, dec);
+    assert_true(rms(dec, 80) > 4000);
+    assert_true(rms(dec + 80, 80) < 1.0);
+    vb_cs_audio_turn_frame(&a, 1, 0, f);
+    assert_memory_equal(f, a.ulaw + a.starts[1], 160);
+    vb_cs_audio_turn_frame(&a, 1, 13, f);
+    assert_int_equal(f[0], VB_ULAW_SILENCE);
+    assert_int_equal(f[159], VB_ULAW_SILENCE);
+    vb_cs_audio_free(&a);
+    len[1] = 0;
+    assert_int_equal(vb_cs_audio_from_pcm(&a, pcm, len, 2, 100, -36.0), -EINVAL);
+}
+
+/* ---- speech synthesis ------------------------------------------------------- */
+
+static void test_speak(void **state)
+{
+    int16_t *pcm, *fast, *longer;
+    size_t n, nf, nl;
+    int rc = vb_cs_speak("what are your opening hours", NULL, 0, &pcm, &n);
+    if (rc == -ENOENT) {
+        skip(); /* espeak-ng's data is not installed */
+    }
+    assert_int_equal(rc, 0);
+    /* Five words at 165 words a minute, plus espeak's own pauses: 1 to 3 s at 8 kHz. */
+    assert_in_range(n, 8000, 24000);
+    assert_true(rms(pcm, n) > 500);
+    /* The line's band: a 22.05 kHz voice resampled to 8 kHz is still speech, not a hum. */
+    assert_true(zero_crossings(pcm, n) > n / 40);
+    vb_cs_audio_t a;
+    int16_t *turns[1] = {pcm};
+    assert_int_equal(vb_cs_audio_from_pcm(&a, turns, &n, 1, 0, -36.0), 0);
+    assert_true(a.onsets[0] < 2400);             /* speech within 300 ms of the start */
+    assert_true(a.ends[0] > a.onsets[0] + 4000); /* and at least 0.5 s of it */
+    assert_true(a.ends[0] <= n);
+    vb_cs_audio_free(&a);
+
+    assert_int_equal(vb_cs_speak("what are your opening hours", "en-us", 330, &fast, &nf), 0);
+    assert_true(nf < n * 3 / 4); /* twice as fast: clearly shorter */
+    assert_int_equal(vb_cs_speak("what are your opening hours on a saturday in december",
+                                 "en-us", 165, &longer, &nl),
+                     0);
+    assert_true(nl > n * 3 / 2);
+    int16_t *x = NULL;
+    size_t nx = 0;
+    assert_int_equal(vb_cs_speak(" ", NULL, 0, &x, &nx), -EINVAL);
+    assert_int_equal(vb_cs_speak("hello", "no-such-voice-xyz", 0, &x, &nx), -EINVAL);
+    assert_null(x);
+    free(pcm);
+    free(fast);
+    free(longer);
+    vb_cs_speak_done();
+}
+
+/* ---- the conversation's turn scheduler --------------------------------------- */
+
+/* A scripted agent: it speaks a greeting, then answers each caller line DELAY samples
+ * after its end of speech with LEN samples of audio (a line in SILENT_TURN gets no
+ * answer). The caller's frames are checked against what the agent is doing. */
+typedef struct {
+    vb_cs_conv_t c;
+    vb_cs_audio_t a;
+    int64_t greet_len, delay, len;
+    int silent_turn;
+    int64_t say_from, say_to; /* agent audio being played, [from, to) */
+    int64_t last_sound;
+    size_t answered;
+    int talked_over; /* the caller spoke while the agent's audio played */
+    int64_t first_frame[8];
+} script_t;
+
+static void script_audio(script_t *sc, size_t nturns, int16_t **pcm, size_t *len)
+{
+    for (size_t t = 0; t < nturns; t++) {
+        len[t] = 4000; /* 100 ms silence, 300 ms speech, 100 ms silence */
+        pcm[t] = calloc(len[t], sizeof(int16_t));
+        sine(pcm[t] + 800, 2400, 400, 8000, 8000);
+    }
+    assert_int_equal(vb_cs_audio_from_pcm(&sc->a, pcm, len, nturns, 0, -36.0), 0);
+}
+
+/* Runs the call to NOW_MAX (or the end of the conversation) and returns when it ended. */
+static int64_t script_run(script_t *sc, int64_t now_max)
+{
+    int64_t now = 0;
+    for (; now < now_max && !vb_cs_conv_over(&sc->c); now += VB_CS_FRAME) {
+        /* the agent: start an answer once a line's end of speech is DELAY old */
+        size_t spoken = vb_cs_conv_spoken(&sc->c);
+        if (spoken > sc->answered && !sc->c.speaking) {
+            const vb_cs_turn_rec_t *r = &sc->c.rec[spoken - 1];
+            if ((int)spoken - 1 == sc->silent_turn) {
+                sc->answered = spoken;
+            } else if (now >= r->end + sc->delay) {
+                sc->answered = spoken;
+                sc->say_from = now;
+                sc->say_to = now + sc->len;
+                vb_cs_conv_onset(&sc->c, now);
+            }
+        }
+        if (now >= sc->say_from && now < sc->say_to) {
+            sc->last_sound = now + VB_CS_FRAME;
+        }
+        int queued = now < sc->say_to; /* the whole answer sits in the queue */
+        int64_t onset;
+        size_t before = vb_cs_conv_spoken(&sc->c);
+        const uint8_t *f = vb_cs_conv_next(&sc->c, now, sc->last_sound, queued, &onset);
+        if (vb_cs_conv_spoken(&sc->c) > before) {
+            sc->first_frame[before] = now;
+        }
+        int16_t dec[160];
+        vb_ulaw_decode(f, 160, dec);
+        if (rms(dec, 160) > 100 && now < sc->say_to) {
+            sc->talked_over = 1;
+        }
+    }
+    return now;
+}
+
+static void script_free(script_t *sc, int16_t **pcm, size_t n)
+{
+    vb_cs_conv_free(&sc->c);
+    vb_cs_audio_free(&sc->a);
+    for (size_t t = 0; t < n; t++) {
+        free(pcm[t]);
+    }
+}
+
+static void test_conv_waits_for_the_agent(void **state)
+{
+    static script_t sc;
+    int16_t *pcm[3];
+    size_t len[3];
+    memset(&sc, 0, sizeof(sc));
+    script_audio(&sc, 3, pcm, len);
+    vb_cs_conv_opts_t o = {.pause_ms = 800, .gap_ms = 600, .wait_ms = 3000, .tail_ms = 2000};
+    assert_int_equal(vb_cs_conv_init(&sc.c, &sc.a, &o), 0);
+    sc.delay = 8 * 700; /* the agent answers 700 ms after the caller stops */
+    sc.len = 8 * 1500;
+    sc.silent_turn = -1;
+    /* A greeting from 0 to 2 s. */
+    vb_cs_conv_onset(&sc.c, 0);
+    sc.say_from = 0;
+    sc.say_to = sc.last_sound = 16000;
+    int64_t end = script_run(&sc, 8 * 60000);
+    assert_true(vb_cs_conv_over(&sc.c));
+    assert_false(sc.talked_over);
+    assert_int_equal(vb_cs_conv_spoken(&sc.c), 3);
+    assert_int_equal(vb_cs_conv_unanswered(&sc.c), 0);
+    /* The first line starts once the greeting is over and 600 ms quiet. */
+    assert_in_range(sc.first_frame[0], 16000 + 4800, 16000 + 4800 + 160);
+    assert_int_equal(sc.c.rec[0].sent, sc.first_frame[0]);
+    assert_in_range(sc.c.rec[0].start, sc.first_frame[0] + 800, sc.first_frame[0] + 840);
+    assert_in_range(sc.c.rec[0].end, sc.first_frame[0] + 3160, sc.first_frame[0] + 3240);
+    for (size_t t = 0; t < 3; t++) {
+        /* each answer came 700 ms after the end of speech (to the next frame slot) */
+        assert_in_range(vb_cs_conv_reply(&sc.c, t), 5600, 5600 + 160);
+    }
+    /* The next line: after the answer (1.5 s) and 600 ms of quiet. */
+    int64_t ans_end = sc.c.rec[0].reply + 12000;
+    assert_in_range(sc.first_frame[1], ans_end + 4800, ans_end + 4800 + 160);
+    /* After the last answer, 2 s of quiet and the caller hangs up. */
+    int64_t last_end = sc.c.rec[2].reply + 12000;
+    assert_in_range(end, last_end + 16000, last_end + 16000 + 320);
+    script_free(&sc, pcm, 3);
+}
+
+static void test_conv_no_greeting_and_no_answer(void **state)
+{
+    static script_t sc;
+    int16_t *pcm[3];
+    size_t len[3];
+    memset(&sc, 0, sizeof(sc));
+    script_audio(&sc, 3, pcm, len);
+    vb_cs_conv_opts_t o = {.pause_ms = 800, .gap_ms = 600, .wait_ms = 3000, .tail_ms = 2000};
+    assert_int_equal(vb_cs_conv_init(&sc.c, &sc.a, &o), 0);
+    sc.delay = 8 * 300;
+    sc.len = 8 * 1000;
+    sc.silent_turn = 1; /* the second line gets no answer */
+    sc.last_sound = -1;
+    script_run(&sc, 8 * 60000);
+    assert_true(vb_cs_conv_over(&sc.c));
+    /* Nobody spoke first: the caller did, --pause-ms in. */
+    assert_int_equal(sc.first_frame[0], 6400);
+    assert_int_equal(vb_cs_conv_unanswered(&sc.c), 1);
+    assert_true(vb_cs_conv_reply(&sc.c, 0) >= 0);
+    assert_int_equal(vb_cs_conv_reply(&sc.c, 1), -1);
+    assert_true(vb_cs_conv_reply(&sc.c, 2) >= 0);
+    /* The unanswered line: the third one follows it --wait-ms after its audio ended. */
+    int64_t end1 = sc.first_frame[1] + 4000;
+    assert_in_range(sc.first_frame[2], end1 + 24000, end1 + 24000 + 160);
+    assert_false(sc.talked_over);
+    script_free(&sc, pcm, 3);
+}
+
+static void test_conv_echo_and_held_audio(void **state)
+{
+    static script_t sc;
+    int16_t *pcm[1];
+    size_t len[1];
+    memset(&sc, 0, sizeof(sc));
+    script_audio(&sc, 1, pcm, len);
+    vb_cs_conv_opts_t o = {.pause_ms = 0, .gap_ms = 600, .wait_ms = 3000, .tail_ms = 1000};
+    assert_int_equal(vb_cs_conv_init(&sc.c, &sc.a, &o), 0);
+    int64_t onset;
+    /* Sound waiting in the playout queue holds the caller back, however long ago the
+     * agent was last heard. */
+    for (int64_t now = 0; now < 8000; now += 160) {
+        vb_cs_conv_next(&sc.c, now, -1, 1, &onset);
+        assert_int_equal(vb_cs_conv_spoken(&sc.c), 0);
+    }
+    /* Queue drained: the line starts at once (no greeting was heard, --pause-ms 0). */
+    int64_t now = 8000;
+    vb_cs_conv_next(&sc.c, now, -1, 0, &onset);
+    assert_int_equal(vb_cs_conv_spoken(&sc.c), 1);
+    /* An echo: agent audio starting while the caller still speaks answers the line with
+     * a reply time of 0. An onset before the line's speech began does not count. */
+    for (now += 160; now < 8000 + 4000; now += 160) {
+        if (now == 8000 + 480) {
+            vb_cs_conv_onset(&sc.c, now); /* before the speech start at +800 */
+            assert_int_equal(sc.c.rec[0].reply, -1);
+        }
+        if (now == 8000 + 1600) {
+            vb_cs_conv_onset(&sc.c, now);
+        }
+        vb_cs_conv_next(&sc.c, now, now, 0, &onset);
+        if (now == 8000 + 800) {
+            assert_int_equal(onset, 8000 + 800 + 0 * 160 + (sc.a.onsets[0] - 800));
+        }
+    }
+    assert_int_equal(sc.c.rec[0].reply, 8000 + 1600);
+    assert_int_equal(vb_cs_conv_reply(&sc.c, 0), 0);
+    /* Quiet for the tail: over. */
+    int64_t quiet_from = now;
+    while (!vb_cs_conv_over(&sc.c) && now < quiet_from + 16000) {
+        vb_cs_conv_next(&sc.c, now, quiet_from, 0, &onset);
+        now += 160;
+    }
+    assert_true(vb_cs_conv_over(&sc.c));
+    assert_in_range(now - quiet_from, 8000, 8000 + 320);
+    script_free(&sc, pcm, 1);
 }
 
 /* ---- playout -------------------------------------------------------------- */
@@ -682,6 +953,38 @@ static void test_options(void **state)
     assert_string_equal(o.dtmf, "12#");
     assert_true(o.insecure && o.quiet && o.per_call);
 
+    assert_int_equal(o.nlines, 2);
+    assert_false(vb_cs_opts_conversation(&o)); /* --duration: a fixed timeline */
+
+    /* Lines as text and WAV, in the order given; a conversation without --duration. */
+    const char *a3[] = {"--url",    "http://a", "--say",     "hello there", "--wav",  "x.wav",
+                        "--say",    "goodbye",  "--voice",   "en-gb",       "--rate", "200",
+                        "--gap-ms", "300",      "--wait-ms", "5000",        NULL};
+    assert_int_equal(parse(&o, a3), 0);
+    assert_int_equal(o.nlines, 3);
+    assert_int_equal(o.nwavs, 1);
+    assert_true(o.lines[0].is_say && !o.lines[1].is_say && o.lines[2].is_say);
+    assert_string_equal(o.lines[0].arg, "hello there");
+    assert_string_equal(o.lines[1].arg, "x.wav");
+    assert_string_equal(o.lines[2].arg, "goodbye");
+    assert_string_equal(o.voice, "en-gb");
+    assert_int_equal(o.rate, 200);
+    assert_int_equal(o.gap_ms, 300);
+    assert_int_equal(o.wait_ms, 5000);
+    assert_true(vb_cs_opts_conversation(&o));
+    assert_int_equal(parse(&o, a1), 0);
+    assert_string_equal(o.voice, "en-us");
+    assert_int_equal(o.rate, 165);
+    assert_int_equal(o.gap_ms, 600);
+    assert_int_equal(o.wait_ms, 8000);
+    assert_false(vb_cs_opts_conversation(&o)); /* the test signal */
+    const char *bad8[] = {"--url", "http://a", "--say", "  ", NULL};
+    assert_int_equal(parse(&o, bad8), -EINVAL);
+    const char *bad9[] = {"--url", "http://a", "--rate", "20", NULL};
+    assert_int_equal(parse(&o, bad9), -EINVAL);
+    const char *bad10[] = {"--url", "http://a", "--voice", "", NULL};
+    assert_int_equal(parse(&o, bad10), -EINVAL);
+
     const char *help[] = {"--help", NULL};
     assert_int_equal(parse(&o, help), 1);
     const char *bad1[] = {"--calls", "2", NULL};
@@ -710,6 +1013,7 @@ enum {
     MODE_CLEAR,  /* 2 s of audio and a mark at frame 10, clear at frame 20 */
     MODE_HANGUP, /* the server closes (1000) at frame 30 */
     MODE_STALL,  /* the webhook is never answered */
+    MODE_TALK,   /* a greeting, an answer after each caller line, hangs up after the 3rd */
 };
 
 #define SRV_MAX 8
@@ -728,6 +1032,9 @@ typedef struct {
     int64_t mark_back_us[16], mark_sent_us[16], clear_us;
     int nmarks_back, nmarks_sent;
     int close_code;
+    /* MODE_TALK */
+    int in_speech, quiet_run, lines, talked_over, close_at;
+    int64_t agent_until_us;
 } sconn_t;
 
 struct srv {
@@ -777,6 +1084,48 @@ static void srv_on_start(sconn_t *sc, const uint8_t *data, size_t len, const vb_
     json_decref(j);
 }
 
+/* MODE_TALK: plays MS of the test tone to the caller (then a mark). */
+static void talk_say(sconn_t *sc, int ms)
+{
+    static char buf[VB_MS_MEDIA_MSG_CAP(16000)];
+    static int16_t pcm[8000];
+    static uint8_t ulaw[8000];
+    size_t n = (size_t)ms * 8;
+    vb_cs_audio_tone_fill(pcm, n, -12.0);
+    vb_ulaw_encode(pcm, n, ulaw);
+    ws_send_text(sc, buf, vb_ms_build_media(buf, sizeof(buf), sc->stream_sid, ulaw, n));
+    ws_send_text(sc, buf, vb_ms_build_mark(buf, sizeof(buf), sc->stream_sid, "said"));
+    sc->agent_until_us = mono_us() + ms * 1000;
+}
+
+/* MODE_TALK: a caller line ends after 200 ms of quiet; the agent answers it at once. It
+ * notes any caller speech while its own audio is still playing at the caller's end. */
+static void talk_on_media(sconn_t *sc, const vb_ms_msg_t *m)
+{
+    int16_t pcm[160];
+    if (sc->media == 1) {
+        talk_say(sc, 600); /* the greeting */
+    }
+    vb_ulaw_decode(m->payload, 160, pcm);
+    int loud = rms(pcm, 160) > 500;
+    if (loud && mono_us() < sc->agent_until_us - 30000) {
+        sc->talked_over++;
+    }
+    sc->quiet_run = loud ? 0 : sc->quiet_run + 1;
+    sc->in_speech |= loud;
+    if (sc->in_speech && sc->quiet_run == 10) {
+        sc->in_speech = 0;
+        sc->lines++;
+        talk_say(sc, 500);
+        if (sc->lines == 3) {
+            sc->close_at = sc->media + 40; /* its goodbye plays out, then it hangs up */
+        }
+    }
+    if (sc->media == sc->close_at) {
+        vb_ws_close(sc->ws, 1000, "goodbye");
+    }
+}
+
 static void srv_on_media(sconn_t *sc, const vb_ms_msg_t *m)
 {
     static char buf[VB_MS_MEDIA_MSG_CAP(16000)];
@@ -808,6 +1157,8 @@ static void srv_on_media(sconn_t *sc, const vb_ms_msg_t *m)
         ws_send_text(sc, buf, vb_ms_build_clear(buf, sizeof(buf), sc->stream_sid));
     } else if (sc->mode == MODE_HANGUP && sc->media == 30) {
         vb_ws_close(sc->ws, 1000, "bye");
+    } else if (sc->mode == MODE_TALK) {
+        talk_on_media(sc, m);
     }
 }
 
@@ -1004,13 +1355,11 @@ static void base_opts(vb_cs_opts_t *o, const srv_t *srv, char *url, size_t cap)
     assert_int_equal(parse(o, args), 0);
 }
 
-/* Runs the calls of O against SRV; returns the summary and sets *OK. */
-static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
+/* Runs the calls of O with the caller audio AUDIO against SRV; returns the summary and
+ * sets *OK. */
+static json_t *run_sim_audio(srv_t *srv, const vb_cs_opts_t *o, vb_cs_audio_t *audio, int *ok)
 {
-    vb_cs_audio_t audio;
-    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs),
-                     0);
-    vb_cs_sim_t *s = vb_cs_sim_new(srv->base, o, &audio);
+    vb_cs_sim_t *s = vb_cs_sim_new(srv->base, o, audio);
     assert_non_null(s);
     assert_int_equal(vb_cs_sim_start(s), 0);
     assert_int_equal(nt_wait(srv->base, sim_finished, s, 30000), 0);
@@ -1023,8 +1372,18 @@ static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
         srv->stalled = NULL;
     }
     assert_int_equal(nt_wait(srv->base, srv_http_idle, srv, 5000), 0);
-    vb_cs_audio_free(&audio);
     assert_non_null(sum);
+    return sum;
+}
+
+/* The same with the test signal. */
+static json_t *run_sim(srv_t *srv, const vb_cs_opts_t *o, int *ok)
+{
+    vb_cs_audio_t audio;
+    assert_int_equal(vb_cs_audio_tone(&audio, o->duration_s > 0 ? 1 : o->bursts, o->onset_dbfs),
+                     0);
+    json_t *sum = run_sim_audio(srv, o, &audio, ok);
+    vb_cs_audio_free(&audio);
     return sum;
 }
 
@@ -1123,6 +1482,95 @@ static void test_run_echo(void **state)
     check_heard(out);
     unlink(out);
     json_decref(sum);
+    srv_stop(srv);
+}
+
+static double jreal(json_t *o, const char *path)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s", path);
+    json_t *v = o;
+    for (char *save = NULL, *k = strtok_r(key, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(k)) : json_object_get(v, k);
+    }
+    if (!json_is_number(v)) {
+        fail_msg("no number at %s in the summary", path);
+    }
+    return json_number_value(v);
+}
+
+/* A conversation: the caller waits out the greeting and each answer, never talks over
+ * the agent, and the agent hangs up after the last answer. */
+static void test_run_conversation(void **state)
+{
+    srv_t *srv = srv_start(0);
+    srv->modes[0] = MODE_TALK;
+    vb_cs_opts_t o;
+    char url[128];
+    base_opts(&o, srv, url, sizeof(url));
+    o.nlines = 3;
+    for (int i = 0; i < 3; i++) {
+        static const char *texts[] = {"first", "second.wav", "third"};
+        o.lines[i] = (vb_cs_line_t){.is_say = i != 1, .arg = texts[i]};
+    }
+    o.gap_ms = 300;
+    static script_t sc; /* its caller audio: 100 ms quiet, 300 ms tone, 100 ms quiet */
+    int16_t *pcm[3];
+    size_t len[3];
+    memset(&sc, 0, sizeof(sc));
+    script_audio(&sc, 3, pcm, len);
+    int ok;
+    json_t *sum = run_sim_audio(srv, &o, &sc.a, &ok);
+    assert_true(ok);
+    sconn_t *c = &srv->conns[0];
+    assert_int_equal(c->lines, 3);
+    assert_int_equal(c->talked_over, 0);
+    assert_int_equal(c->close_code, 1000);
+    assert_int_equal(jint(sum, "clean"), 1);
+    assert_int_equal(jint(sum, "agent_hangups"), 1);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(sum, "per_call"), 0), "agent_hung_up")));
+    assert_int_equal(jint(sum, "unanswered_turns"), 0);
+    assert_int_equal(jint(sum, "reply_ms.n"), 3);
+    /* The caller heard the whole greeting before its first line. */
+    assert_int_equal(jint(sum, "per_call.0.greeting_ms"), 600);
+    /* It hung up 40 frames after the last line ended (plus the 200 ms it waited). */
+    assert_in_range(jreal(sum, "per_call.0.agent_hangup_ms") -
+                        jreal(sum, "per_call.0.turns.2.end_ms"),
+                    900, 1400);
+    assert_in_range(jint(sum, "per_call.0.agent_first_audio_ms"), 0, 100);
+    json_t *turns =
+        json_object_get(json_array_get(json_object_get(sum, "per_call"), 0), "turns");
+    assert_int_equal(json_array_size(turns), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(turns, 2), "text")),
+                        "third");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(turns, 1), "wav")),
+                        "second.wav");
+    /* The first line after the 600 ms greeting and 300 ms of quiet (+ its 100 ms lead-in). */
+    assert_in_range(jreal(sum, "per_call.0.turns.0.start_ms"), 990, 1300);
+    double prev_end = 0;
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "per_call.0.turns.%d.start_ms", i);
+        double start = jreal(sum, k);
+        snprintf(k, sizeof(k), "per_call.0.turns.%d.end_ms", i);
+        double end = jreal(sum, k);
+        snprintf(k, sizeof(k), "per_call.0.turns.%d.reply_ms", i);
+        double reply = jreal(sum, k);
+        assert_in_range(end - start, 280, 330);
+        /* the server answers after 200 ms of quiet, to the frame */
+        assert_in_range(reply, 180, 400);
+        /* the next line: after the 500 ms answer, 300 ms of quiet and its lead-in */
+        if (i > 0) {
+            assert_in_range(start - prev_end, 500 + 300 + 100 - 20, 1300);
+        }
+        prev_end = end + reply;
+    }
+    json_decref(sum);
+    script_free(&sc, pcm, 0);
+    for (int i = 0; i < 3; i++) {
+        free(pcm[i]);
+    }
     srv_stop(srv);
 }
 
@@ -1286,6 +1734,11 @@ int main(void)
         cmocka_unit_test(test_audio_ulaw_passthrough),
         cmocka_unit_test(test_audio_wav_turns),
         cmocka_unit_test(test_audio_tone),
+        cmocka_unit_test(test_audio_pcm_turns),
+        cmocka_unit_test(test_speak),
+        cmocka_unit_test(test_conv_waits_for_the_agent),
+        cmocka_unit_test(test_conv_no_greeting_and_no_answer),
+        cmocka_unit_test(test_conv_echo_and_held_audio),
         cmocka_unit_test(test_playout_marks),
         cmocka_unit_test(test_playout_clear),
         cmocka_unit_test(test_playout_gap_and_growth),
@@ -1298,6 +1751,7 @@ int main(void)
         cmocka_unit_test(test_twiml_other),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_out_path),
+        cmocka_unit_test(test_run_conversation),
         cmocka_unit_test(test_run_echo),
         cmocka_unit_test(test_run_clear),
         cmocka_unit_test(test_run_mixed),

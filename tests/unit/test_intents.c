@@ -83,8 +83,12 @@ static void test_parse_empty_and_bad(void **state)
     assert_int_equal(vb_intents_count(in), 0);
     vb_intents_free(in);
     static const char *const bad[] = {
-        "{", "{\"name\":\"x\"}", "[1]", "[{\"patterns\":[\"a\"]}]",
-        "[{\"name\":\"x\",\"patterns\":\"a\"}]", "[{\"name\":\"x\",\"patterns\":[1]}]",
+        "{",
+        "{\"name\":\"x\"}",
+        "[1]",
+        "[{\"patterns\":[\"a\"]}]",
+        "[{\"name\":\"x\",\"patterns\":\"a\"}]",
+        "[{\"name\":\"x\",\"patterns\":[1]}]",
         "[{\"name\":\"x\",\"patterns\":[],\"end_call\":\"yes\"}]",
         "[{\"name\":\"\",\"patterns\":[]}]",
     };
@@ -171,7 +175,7 @@ static void test_demo_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalise),        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_normalise),           cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_empty_and_bad), cmocka_unit_test(test_match_exact),
         cmocka_unit_test(test_match_phrase_inside), cmocka_unit_test(test_match_overlap),
         cmocka_unit_test(test_demo_file),

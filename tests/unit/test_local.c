@@ -35,8 +35,8 @@ typedef struct {
     vb_audio_frame_t *caller; /* caller frames queued for the coming ticks */
     long ncaller, caller_pos;
     uint64_t next_tick;
-    int play_rate;      /* agent frames the "worker" takes per tick */
-    uint64_t played;    /* agent frames taken */
+    int play_rate;   /* agent frames the "worker" takes per tick */
+    uint64_t played; /* agent frames taken */
     int clears, hangups;
     json_t *events[MAX_EVENTS];
     int nevents;
@@ -64,8 +64,11 @@ static void set_assistant(vb_assistant_t *a)
  * and the engine's voice takes it). */
 enum { L_HOURS, L_HUMAN, L_PIZZA, L_BOOKING, L_BYE, L__COUNT };
 static const char *const line_text[L__COUNT] = {
-    "What are your opening hours?", "Can I speak to a person?",
-    "The quick brown fox jumps over the lazy dog.", "Can I make a booking?", "Goodbye.",
+    "What are your opening hours?",
+    "Can I speak to a person?",
+    "The quick brown fox jumps over the lazy dog.",
+    "Can I make a booking?",
+    "Thank you, bye.",
 };
 static int16_t *line_pcm[L__COUNT];
 static long line_len[L__COUNT];
@@ -376,7 +379,6 @@ static void test_goodbye_hangs_up(void **state)
     until_events(first + 2, 15);
     check_caller_turn(first, "goodbye");
     check_agent_turn(first + 1, reply_of("goodbye"), 0);
-    assert_int_equal(call.hangups, 0 + (call.hangups > 0)); /* maybe already */
     for (int k = 0; k < 50 && call.hangups == 0; k++) {
         tick();
     }

@@ -224,7 +224,8 @@ static void test_accuracy(void **state)
         vb_stt_result_t r = {0};
         vb_intent_match_t m;
         recognise(s, &l, i, text, alt, sizeof(text), &r);
-        int ok = vb_intents_match(fx.intents, text, &m) && !strcmp(m.intent->name, lines[i].intent);
+        int ok =
+            vb_intents_match(fx.intents, text, &m) && !strcmp(m.intent->name, lines[i].intent);
         matched += ok;
         printf("%-4s %-9s %-38s -> %-38s [%s%s%s] %s\n", ok ? "ok" : "MISS", voices[i % 3],
                lines[i].text, text, source_name(r.source), alt[0] ? ": " : "", alt,

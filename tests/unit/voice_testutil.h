@@ -19,10 +19,10 @@ long vt_synth(vb_tts_t *tts, const char *text, const char *voice, int rate, int1
 /* The caller's side of a call: one vb_dsp_t, line noise and a virtual clock. */
 typedef struct {
     vb_dsp_t *dsp;
-    void *down;     /* 16 kHz -> 8 kHz resampler */
+    void *down; /* 16 kHz -> 8 kHz resampler */
     uint32_t rng;
     uint32_t seq;
-    uint64_t t_ns;  /* virtual capture time of the next frame */
+    uint64_t t_ns; /* virtual capture time of the next frame */
 } vt_line_t;
 
 int vt_line_init(vt_line_t *l);
