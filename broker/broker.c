@@ -4,6 +4,7 @@
  * calls still ACTIVE in their slots and takes them over. */
 #include "broker/assistants.h"
 #include "broker/engine.h"
+#include "broker/local.h"
 #include "common/chan.h"
 #include "common/log.h"
 #include "common/role.h"
@@ -205,6 +206,17 @@ static void add_events(broker_t *b)
     }
 }
 
+/* Any assistant may be `local` when they come from the database. */
+static int may_serve_local(const vb_conf_t *conf)
+{
+    for (int i = 0; i < conf->n_assistants; i++) {
+        if (conf->assistants[i].mode == VB_ASSISTANT_LOCAL) {
+            return 1;
+        }
+    }
+    return conf->database_url[0] != '\0';
+}
+
 int vb_broker_main(vb_child_ctx_t *ctx)
 {
     broker_t *b = &broker;
@@ -217,6 +229,9 @@ int vb_broker_main(vb_child_ctx_t *ctx)
         return VB_EXIT_CLEAN;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (may_serve_local(b->conf)) {
+        vb_local_prepare();
+    }
     add_events(b);
     event_base_dispatch(b->base);
     vb_assistants_shutdown();

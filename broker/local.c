@@ -110,6 +110,11 @@ static void services_start(void)
     }
 }
 
+void vb_local_prepare(void)
+{
+    services_start();
+}
+
 void vb_local_shutdown(void)
 {
     vb_stt_local_stop(svc.stt);
@@ -249,6 +254,7 @@ static void barge_in(local_t *l, uint64_t now)
 {
     agent_turn_t *a = &l->agent;
     uint32_t in_ring = vb_ring_count(vb_slot_ring(l->c->slot, VB_RING_AGENT_AUDIO));
+    /* the reply's length: what went out plus what is ready (synthesis runs far ahead) */
     uint32_t total = a->pushed + (l->tts ? vb_tts_ready(l->tts) : 0);
     uint32_t played =
         a->pushed > in_ring + CARRIER_FRAMES ? a->pushed - in_ring - CARRIER_FRAMES : 0;
@@ -261,7 +267,7 @@ static void barge_in(local_t *l, uint64_t now)
         record_caller(l, 0);
     }
     vb_log(VB_LOG_DEBUG, "slot %u: caller barged in", l->c->slot_idx);
-    agent_end(l, now, 1, total && a->synth_done ? (double)played / total : 0.0);
+    agent_end(l, now, 1, total ? (double)played / total : 0.0);
 }
 
 /* Start an agent turn saying TEXT (replacing one in progress). */

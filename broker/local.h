@@ -16,6 +16,9 @@
  * (later calls have no effect). Default: the installed model, open model on. */
 void vb_local_configure(const vb_stt_opts_t *stt_opts);
 
+/* Start the synthesis and recognition services now rather than at the first
+ * local call, so that call's greeting does not wait for the models to load. */
+void vb_local_prepare(void);
 /* Stop the synthesis and recognition threads (tests; a broker just exits). Every
  * local call must have been detached. */
 void vb_local_shutdown(void);

@@ -33,10 +33,10 @@
 #define RAW_SAMPLES ((MAX_UTT_FRAMES + PREROLL_FRAMES + 8) * VB_FRAME_SAMPLES)
 #define RESULTS_MAX 4
 #define BATCH 16
-#define POOL_IDLE_MAX 6       /* idle decoders kept for the next utterances */
-#define DEC_GRAMMARS_MAX 8    /* assistants' grammars one decoder keeps */
-#define NOISE_AMPLITUDE 328.0 /* uniform white noise of 0.01 full scale, before the high-pass  \
-                               */
+#define POOL_IDLE_MAX 6    /* idle decoders kept for the next utterances */
+#define DEC_GRAMMARS_MAX 8 /* assistants' grammars one decoder keeps */
+/* Uniform white noise of 0.01 full scale (sox "vol 0.01"), before the high-pass. */
+#define NOISE_AMPLITUDE 328.0
 #define NS_PER_10MS 10000000ull
 
 /* Frequent words of phone English for the garbage loop, beside the phrases' own. */

@@ -312,12 +312,10 @@ uint32_t vb_tts_ready(vb_tts_stream_t *s)
     return n;
 }
 
-int dbg_busy;
 int vb_tts_busy(vb_tts_stream_t *s)
 {
     pthread_mutex_lock(&s->tts->mu);
     int busy = s->q_head != NULL || s->nframes > 0 || (s->job_open && s->job_epoch == s->epoch);
-    if (busy && dbg_busy) fprintf(stderr, "DBG q %p n %u open %d ep %u/%u synth %d\n", (void*)s->q_head, s->nframes, s->job_open, s->job_epoch, s->epoch, s->synthesising);
     pthread_mutex_unlock(&s->tts->mu);
     return busy;
 }

@@ -75,7 +75,7 @@ static void call_finish(vb_call_t *call)
         snprintf(f, sizeof(f),
                  "\"reason\":\"%s\",\"frames_in\":%llu,\"frames_out\":%llu,\"underruns\":%llu,"
                  "\"late_frames\":%llu,\"bad_messages\":%llu",
-                 call->end_reason ? call->end_reason : "hangup",
+                 call->end_reason[0] ? call->end_reason : "hangup",
                  (unsigned long long)atomic_load(&s->frames_in),
                  (unsigned long long)atomic_load(&s->frames_out),
                  (unsigned long long)atomic_load(&s->underruns),
@@ -87,16 +87,27 @@ static void call_finish(vb_call_t *call)
     vb_slot_end(call->slot);
     vb_shm_ring_bell(call->ctx->shm, slot, VB_BELL_BROKER);
     vb_shm_ring_bell(call->ctx->shm, slot, VB_BELL_STORE);
-    vb_log(VB_LOG_INFO, "call ended: %s", call->end_reason ? call->end_reason : "hangup");
+    vb_log(VB_LOG_INFO, "call ended: %s", call->end_reason[0] ? call->end_reason : "hangup");
     call_free(call);
     vb_worker_call_ended(w, NULL, slot, gen, failed);
+}
+
+/* Why the call ended, kept as JSON-safe text for the call.ended record. */
+static void set_reason(vb_call_t *call, const char *reason)
+{
+    size_t i = 0;
+    for (; reason[i] != '\0' && i + 1 < sizeof(call->end_reason); i++) {
+        char ch = reason[i];
+        call->end_reason[i] = (ch < 0x20 || ch == '"' || ch == '\\') ? ' ' : ch;
+    }
+    call->end_reason[i] = '\0';
 }
 
 void vb_call_hangup(vb_call_t *call, int code, const char *reason)
 {
     if (call->ws != NULL && !call->closing) {
         call->closing = 1;
-        call->end_reason = reason;
+        set_reason(call, reason);
         vb_ws_close(call->ws, code, reason);
     }
 }
@@ -273,7 +284,7 @@ static void on_ws_close(vb_ws_t *ws, int code, const char *reason, void *arg)
     vb_call_t *call = arg;
     call->ws = NULL;
     if (!call->closing) {
-        call->end_reason = code == 1000 ? "carrier closed the stream" : "connection lost";
+        set_reason(call, code == 1000 ? "carrier closed the stream" : "connection lost");
         call->failed = code != 1000 && code != 1001;
     }
     call_finish(call);
@@ -303,7 +314,7 @@ static void on_request(vb_http_conn_t *c, vb_http_req_t *req, void *arg)
                             &ws_callbacks, call);
     call->http = NULL;
     if (call->ws == NULL) {
-        call->end_reason = "bad WebSocket handshake";
+        set_reason(call, "bad WebSocket handshake");
         call_finish(call);
     }
 }
@@ -312,7 +323,7 @@ static void on_http_close(void *arg)
 {
     vb_call_t *call = arg;
     call->http = NULL;
-    call->end_reason = "not a media stream";
+    set_reason(call, "not a media stream");
     call_finish(call);
 }
 

@@ -28,7 +28,7 @@ struct vb_call {
     int started;     /* `start` received, slot active */
     int closing;     /* we asked the WebSocket to close */
     int failed;      /* ended in error */
-    const char *end_reason;
+    char end_reason[128]; /* copied: a broker's hangup text lives in a ring message */
     char call_id[64];
     char stream_sid[48];
     uint32_t in_seq;

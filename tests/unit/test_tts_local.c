@@ -1,9 +1,10 @@
 /* Unit tests for broker/tts_local: a phrase comes out as 20 ms frames of 320
  * samples, not silent, as long as its rate says; a slower rate is longer; the
- * calling thread never waits for synthesis (vb_tts_say returns in well under
- * 5 ms) and the first frames of a long reply are readable long before its last
- * is made; cancel stops a reply at once; streams are served in turn; an unknown
- * voice falls back to the default; sentences split where they should. */
+ * calling thread never waits for synthesis (vb_tts_say and vb_tts_read return in
+ * well under a millisecond, not after the synthesis) and the first frames of a
+ * long reply are readable long before its last is made; cancel stops a reply at
+ * once; streams are served in turn; an unknown voice falls back to the default;
+ * sentences split where they should. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -149,9 +150,9 @@ static void test_stream_flags_and_ids(void **state)
         lasts += info.last;
     }
     assert_int_equal(firsts, 2);
-    extern int dbg_busy; dbg_busy = 1;
-    assert_false(vb_tts_busy(s));
-    dbg_busy = 0;
+    if (vb_tts_busy(s)) {
+        fail_msg("busy after both utterances: %u frames unread", vb_tts_ready(s));
+    }
     assert_int_equal(vb_tts_read(s, pcm, &info), -EAGAIN);
     vb_tts_stream_free(s);
 }
@@ -190,10 +191,45 @@ static void test_streaming_and_responsive(void **state)
     printf("say returned in %.3f ms; first frame after %.1f ms; %.1f s of audio made in "
            "%.0f ms; slowest read %.3f ms\n",
            say_ms, first_ms, frames * 0.02, all_ms, worst_read);
-    assert_true(say_ms < 5.0);
-    assert_true(worst_read < 5.0);
+    /* synthesis inline would make vb_tts_say take as long as all of it */
+    assert_true(say_ms * 10 < all_ms);
+    assert_true(worst_read * 10 < all_ms);
     assert_true(first_ms < all_ms / 4);   /* the first sentence did not wait for the rest */
     assert_true(frames * 20.0 > 20000.0); /* 12 sentences: well over 20 s */
+    vb_tts_stream_free(s);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The loop's calls return at once: a median under 1 ms (the slowest is printed: a
+ * busy machine may preempt the synthesis thread while it holds the mutex). */
+static void test_calls_return_at_once(void **state)
+{
+    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    vb_tts_stream_t *s = vb_tts_stream_new(tts, on_notify, &w);
+    double say[21], read[21];
+    int16_t pcm[VB_FRAME_SAMPLES];
+    vb_tts_frame_info_t info;
+    for (int i = 0; i < 21; i++) {
+        double t0 = now_ms();
+        assert_int_equal(
+            vb_tts_say(s, "A short sentence that takes a while to say.", NULL, 0, NULL), 0);
+        say[i] = now_ms() - t0;
+        t0 = now_ms();
+        vb_tts_read(s, pcm, &info);
+        read[i] = now_ms() - t0;
+    }
+    qsort(say, 21, sizeof(double), cmp_double);
+    qsort(read, 21, sizeof(double), cmp_double);
+    printf("vb_tts_say: median %.3f ms, slowest %.3f ms; vb_tts_read: median %.3f ms, slowest "
+           "%.3f ms\n",
+           say[10], say[20], read[10], read[20]);
+    assert_true(say[10] < 1.0);
+    assert_true(read[10] < 1.0);
     vb_tts_stream_free(s);
 }
 
@@ -273,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_frames_and_duration),
         cmocka_unit_test(test_stream_flags_and_ids),
         cmocka_unit_test(test_streaming_and_responsive),
+        cmocka_unit_test(test_calls_return_at_once),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_free_while_busy_and_fairness),
         cmocka_unit_test(test_unknown_voice),
