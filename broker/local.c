@@ -505,8 +505,10 @@ static void local_detach(vb_conv_t *c)
         return;
     }
     /* the call ended while the agent spoke: the store still takes this call's records
-     * until the broker lets go of the slot */
-    if (vb_slot_gen(c->slot) == c->gen) {
+     * until the broker lets go of the slot, also after the master marked it DEAD
+     * (which bumps gen); a slot already given to a new call is left alone */
+    uint32_t state = vb_slot_state(c->slot);
+    if (vb_slot_gen(c->slot) == c->gen || state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) {
         if (l->caller.pending) {
             record_caller(l, 0);
         }

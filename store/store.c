@@ -121,8 +121,11 @@ static void scan_slot(store_t *st, uint32_t i)
             record_failure(st, s);
         }
     }
+    /* The broker writes its last records (the turn it was speaking) when it
+     * lets go: let go after it, so the slot is not reused under them. */
     if ((state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) &&
-        atomic_load_explicit(&s->store_ack_gen, memory_order_relaxed) != gen) {
+        atomic_load_explicit(&s->store_ack_gen, memory_order_relaxed) != gen &&
+        atomic_load_explicit(&s->broker_ack_gen, memory_order_acquire) == gen) {
         drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_B2S));
         st->ack_gen[i] = gen;
     }
