@@ -14,13 +14,19 @@ unit_fail=$(( $(sed -n 's/^# FAIL: *//p' test-suite.log | head -1) + $(sed -n 's
 grep -E '^(PASS|FAIL|ERROR)' test-suite.log tests/unit/*.log 2>/dev/null | grep -E 'FAIL|ERROR' | head -20
 [ "$unit_fail" = 0 ] || cat test-suite.log | tail -60
 echo "unit tests: ${unit_pass:-0} passed, ${unit_fail} failed"
-out=$("$top/tests/integration/run.sh" "$build" 2>&1 | tee /dev/stderr | tail -1)
+# (tee to a file, not to /dev/stderr: when stderr is a file, reopening it
+# writes from offset 0 over what was already logged)
+"$top/tests/integration/run.sh" "$build" >"$build/integration.log" 2>&1
+cat "$build/integration.log"
+out=$(tail -1 "$build/integration.log")
 int_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 int_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 [ -n "$int_pass" ] || { int_pass=0; int_fail=1; }
 # The packages: build the .deb and the rpm, install, run, reload, purge (root
 # only; it says why it skips otherwise), and make distcheck.
-out=$("$top/tests/packaging/run.sh" "$build" 2>&1 | tee /dev/stderr | tail -1)
+"$top/tests/packaging/run.sh" "$build" >"$build/packaging.log" 2>&1
+cat "$build/packaging.log"
+out=$(tail -1 "$build/packaging.log")
 pkg_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 pkg_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 [ -n "$pkg_pass" ] || { pkg_pass=0; pkg_fail=1; }
