@@ -89,18 +89,26 @@ static void call_finish(vb_call_t *call)
     vb_shm_ring_bell(call->ctx->shm, slot, VB_BELL_STORE);
     vb_log(VB_LOG_INFO, "call ended: %s", call->end_reason[0] ? call->end_reason : "hangup");
     call_free(call);
-    vb_worker_call_ended(w, NULL, slot, gen, failed);
+    vb_worker_call_ended(w, slot, gen, failed);
 }
 
-/* Why the call ended, kept as JSON-safe text for the call.ended record. */
-static void set_reason(vb_call_t *call, const char *reason)
+/* Text that goes into a JSON record as it is: control characters, quotes and
+ * backslashes (and, with ASCII_ONLY, bytes past 0x7e) become REPL. */
+static void copy_json_text(char *dst, size_t cap, const char *src, char repl, int ascii_only)
 {
     size_t i = 0;
-    for (; reason[i] != '\0' && i + 1 < sizeof(call->end_reason); i++) {
-        char ch = reason[i];
-        call->end_reason[i] = (ch < 0x20 || ch == '"' || ch == '\\') ? ' ' : ch;
+    for (; src[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        int bad = ch < 0x20 || ch == '"' || ch == '\\' || (ascii_only && ch > 0x7e);
+        dst[i] = bad ? repl : (char)ch;
     }
-    call->end_reason[i] = '\0';
+    dst[i] = '\0';
+}
+
+/* Why the call ended, for the call.ended record. */
+static void set_reason(vb_call_t *call, const char *reason)
+{
+    copy_json_text(call->end_reason, sizeof(call->end_reason), reason, ' ', 0);
 }
 
 void vb_call_hangup(vb_call_t *call, int code, const char *reason)
@@ -121,18 +129,6 @@ static const char *param(json_t *params, const char *name)
 {
     const char *v = json_string_value(json_object_get(params, name));
     return v != NULL ? v : "";
-}
-
-/* Caller ids go into JSON records as they are: keep them to printable ASCII
- * without quotes or backslashes. */
-static void copy_printable(char *dst, size_t cap, const char *src)
-{
-    size_t i = 0;
-    for (; src[i] != '\0' && i + 1 < cap; i++) {
-        char ch = src[i];
-        dst[i] = (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') ? '_' : ch;
-    }
-    dst[i] = '\0';
 }
 
 static int copy_safe(char *dst, size_t cap, const char *src)
@@ -163,8 +159,8 @@ static int take_identity(vb_call_t *call, const char *json, size_t len)
         copy_safe(s->assistant, sizeof(s->assistant), asst) == 0 &&
         (asst_id[0] == '\0' || copy_safe(s->assistant_id, sizeof(s->assistant_id), asst_id) == 0)) {
         s->assistant_revision = revision;
-        copy_printable(s->from, sizeof(s->from), from);
-        copy_printable(s->to, sizeof(s->to), to);
+        copy_json_text(s->from, sizeof(s->from), from, '_', 1); /* caller ids: ASCII */
+        copy_json_text(s->to, sizeof(s->to), to, '_', 1);
         snprintf(call->call_id, sizeof(call->call_id), "%s", cid);
         rc = 0;
     }
@@ -239,14 +235,10 @@ static void send_ctl(vb_call_t *call, uint32_t type, const char *text)
 static void count_parse_error(vb_call_t *call, int rc)
 {
     count_bad(call);
-    if (rc == -VB_MS_EBASE64) {
-        VB_STAT_INC(mstream_bad_base64);
-    } else if (rc == -VB_MS_EUNKNOWN) {
-        VB_STAT_INC(mstream_unknown_events);
-    } else if (rc == -VB_MS_EBADJSON) {
-        VB_STAT_INC(mstream_bad_json);
+    if (rc == -VB_MS_EFIELD || rc == -VB_MS_EFORMAT) {
+        VB_STAT_INC(mstream_bad_frames); /* vb_ms_count_error leaves these to us */
     } else {
-        VB_STAT_INC(mstream_bad_frames);
+        vb_ms_count_error(rc);
     }
 }
 

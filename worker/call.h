@@ -14,7 +14,6 @@ vb_call_t *vb_call_new(vb_worker_t *w, int fd, uint32_t slot, uint32_t gen);
 
 /* Worker hooks the call uses (worker.c). */
 struct event_base *vb_worker_base(vb_worker_t *w);
-void vb_worker_call_ended(vb_worker_t *w, vb_call_t *call, uint32_t slot, uint32_t gen,
-                          int failed);
+void vb_worker_call_ended(vb_worker_t *w, uint32_t slot, uint32_t gen, int failed);
 
 #endif

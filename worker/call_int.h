@@ -42,7 +42,6 @@ struct vb_call {
     int32_t broker_pid;
     int holding;
     uint32_t hold_pos;
-    uint8_t hold_tone[VB_HOLD_TONE_BYTES];
     vb_ms_msg_t msg; /* the message being handled; large, so not on the stack */
     char out[1024];  /* outbound message being built */
 };

@@ -20,15 +20,24 @@
 #define HOUSEKEEPING_MS 100
 #define UTTERANCE_GAP_NS 200000000ull /* a pause longer than this starts a new utterance */
 
-/* 425 Hz, 0.4 s on / 0.6 s off, soft: the caller hears the line is alive. */
-static void make_hold_tone(uint8_t *out)
+/* One second of the holding tone (8 kHz mu-law): 425 Hz, 0.4 s on / 0.6 s
+ * off, soft, so the caller hears the line is alive. The same for every call:
+ * made once per worker process. */
+static uint8_t hold_tone[VB_HOLD_TONE_BYTES];
+
+static void make_hold_tone(void)
 {
+    static int made;
+    if (made) {
+        return;
+    }
     int16_t pcm[VB_HOLD_TONE_BYTES];
     for (int i = 0; i < VB_HOLD_TONE_BYTES; i++) {
         double on = i < 3200 ? 1.0 : 0.0;
         pcm[i] = (int16_t)(on * 1500.0 * sin(2.0 * M_PI * 425.0 * i / 8000.0));
     }
-    vb_ulaw_encode(pcm, VB_HOLD_TONE_BYTES, out);
+    vb_ulaw_encode(pcm, VB_HOLD_TONE_BYTES, hold_tone);
+    made = 1;
 }
 
 static void send_text(vb_call_t *call, size_t len)
@@ -85,7 +94,7 @@ static void take_ctl(vb_call_t *call)
 static int next_frame(vb_call_t *call, uint8_t ulaw[160])
 {
     if (call->holding) {
-        memcpy(ulaw, call->hold_tone + call->hold_pos, 160);
+        memcpy(ulaw, hold_tone + call->hold_pos, 160);
         call->hold_pos = (call->hold_pos + 160) % VB_HOLD_TONE_BYTES;
         return 1;
     }
@@ -188,7 +197,7 @@ int vb_call_pump_start(vb_call_t *call)
         return -1;
     }
     vb_shm_bell_drain(bell);
-    make_hold_tone(call->hold_tone);
+    make_hold_tone();
     struct timeval tv = {0, HOUSEKEEPING_MS * 1000};
     event_add(call->tick_ev, &tv);
     event_add(call->bell_ev, NULL);

@@ -38,8 +38,7 @@ static void maybe_exit(vb_worker_t *w)
     }
 }
 
-void vb_worker_call_ended(vb_worker_t *w, vb_call_t *call, uint32_t slot, uint32_t gen,
-                          int failed)
+void vb_worker_call_ended(vb_worker_t *w, uint32_t slot, uint32_t gen, int failed)
 {
     vb_chan_msg_t msg = {.type = VB_CHAN_DONE, .slot = slot, .gen = gen,
                          .flags = failed ? VB_CHAN_F_FAILED : 0};
@@ -63,7 +62,7 @@ static void on_conn(vb_worker_t *w, const vb_chan_msg_t *msg, int fd)
     }
     w->calls++;
     if (vb_call_new(w, fd, msg->slot, msg->gen) == NULL) {
-        vb_worker_call_ended(w, NULL, msg->slot, msg->gen, 1);
+        vb_worker_call_ended(w, msg->slot, msg->gen, 1);
     }
 }
 
