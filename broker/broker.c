@@ -20,6 +20,7 @@
 typedef struct {
     vb_child_ctx_t *ctx;
     const vb_conf_t *conf;
+    vb_conf_t *own_conf; /* the config read at the last reload, NULL before one */
     struct event_base *base;
     vb_conv_t *convs; /* indexed by slot */
     uint32_t nslots;
@@ -162,7 +163,10 @@ static void reload(broker_t *b)
     }
     vb_conf_finalize(next);
     vb_conf_keep_restart_keys(next, b->conf);
-    /* the old config is not freed: the first one is the master's copy */
+    /* Calls hold copies of their assistant, nothing points into the old config:
+     * free it, unless it is the copy inherited from the master. */
+    free(b->own_conf);
+    b->own_conf = next;
     b->conf = next;
     vb_log_set_level(next->log_level);
 }
