@@ -13,6 +13,7 @@
 #include "common/ws.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <stdio.h>
@@ -47,6 +48,8 @@ enum {
 #define MAX_RESPONSE_HEAD 16384
 #define READ_HIGH_WATERMARK (64 * 1024)
 #define MAX_RESP_HEADERS 64
+#define RAW_READ_BYTES 16384
+#define DIRECT_FRAME_MAX 4096 /* client frames up to this size are masked on the stack */
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -54,6 +57,9 @@ struct vb_ws {
     struct event_base *base;
     struct bufferevent *bev; /* NULL in memory mode and once released */
     struct evbuffer *in, *out;
+    struct event *rd;   /* plain TCP, open: our own read event (see raw_read_cb) */
+    const uint8_t *raw; /* bytes recv()ed and not yet taken by wslay */
+    size_t raw_len;
     int mem; /* memory mode: in/out are ours */
     struct evbuffer *mem_in, *mem_out;
     wslay_event_context_ptr ctx;
@@ -87,6 +93,7 @@ struct vb_ws {
 };
 
 static void pump(vb_ws_t *ws);
+static int random_mask(uint8_t *buf, size_t len);
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -149,6 +156,9 @@ static void copy_reason(char *dst, const void *src, size_t len)
 
 static void ws_free(vb_ws_t *ws)
 {
+    if (ws->rd != NULL) {
+        event_free(ws->rd);
+    }
     if (ws->bev != NULL) {
         bufferevent_free(ws->bev);
     }
@@ -183,6 +193,11 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 /* Let go of the socket: flushed first when FLUSH, else closed at once. */
 static void drop_bev(vb_ws_t *ws, int flush)
 {
+    if (ws->rd != NULL) {
+        event_free(ws->rd); /* before the socket is closed or handed on */
+        ws->rd = NULL;
+    }
+    ws->raw_len = 0;
     if (ws->bev == NULL) {
         return;
     }
@@ -256,7 +271,7 @@ static void fail_raw(vb_ws_t *ws, int code, const char *reason)
     uint8_t f[8] = {0x88, 0x02, (uint8_t)(code >> 8), (uint8_t)code};
     if (!ws->is_server) {
         uint8_t mask[4];
-        RAND_bytes(mask, sizeof(mask));
+        random_mask(mask, sizeof(mask));
         f[1] = 0x82;
         f[2] = mask[0];
         f[3] = mask[1];
@@ -330,7 +345,15 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
                        void *user)
 {
     vb_ws_t *ws = user;
-    int n = ws->in != NULL ? evbuffer_remove(ws->in, buf, len) : 0; /* NULL: aborted */
+    int n = 0;
+    if (ws->in != NULL && evbuffer_get_length(ws->in) > 0) { /* NULL: aborted */
+        n = evbuffer_remove(ws->in, buf, len);
+    } else if (ws->raw_len > 0) {
+        n = (int)(len < ws->raw_len ? len : ws->raw_len);
+        memcpy(buf, ws->raw, (size_t)n);
+        ws->raw += n;
+        ws->raw_len -= (size_t)n;
+    }
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -349,9 +372,41 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
+/* Masking keys come from the CSPRNG, as RFC 6455 asks, drawn 256 bytes at a
+ * time: RAND_bytes per 20 ms frame cost three getpid() calls each (its fork
+ * check), which showed in the load generator's profile. */
+static _Thread_local uint8_t mask_pool[256];
+static _Thread_local size_t mask_used = sizeof(mask_pool);
+static pthread_once_t mask_once = PTHREAD_ONCE_INIT;
+
+static void mask_pool_forget(void)
+{
+    mask_used = sizeof(mask_pool); /* a forked child must not reuse its parent's keys */
+}
+
+static void mask_pool_init(void)
+{
+    pthread_atfork(NULL, NULL, mask_pool_forget);
+}
+
+static int random_mask(uint8_t *buf, size_t len)
+{
+    pthread_once(&mask_once, mask_pool_init);
+    for (size_t i = 0; i < len; i++) {
+        if (mask_used == sizeof(mask_pool)) {
+            if (RAND_bytes(mask_pool, (int)sizeof(mask_pool)) != 1) {
+                return -1;
+            }
+            mask_used = 0;
+        }
+        buf[i] = mask_pool[mask_used++];
+    }
+    return 0;
+}
+
 static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
 {
-    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+    return random_mask(buf, len);
 }
 
 static void on_frame_start_cb(wslay_event_context_ptr ctx,
@@ -500,6 +555,47 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* On a plain-TCP socket the open connection is read with one recv() straight
+ * into a buffer that wslay then takes from: the bufferevent's read path costs
+ * an ioctl(FIONREAD), a readv and evbuffer bookkeeping per 20 ms frame. The
+ * bufferevent keeps the writes (and TLS connections keep it for both). */
+static _Thread_local uint8_t raw_buf[RAW_READ_BYTES];
+
+static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    vb_ws_t *ws = arg;
+    ssize_t n = recv(fd, raw_buf, sizeof(raw_buf), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return;
+    }
+    if (n > 0) {
+        ws->raw = raw_buf;
+        ws->raw_len = (size_t)n;
+        pump(ws);
+        ws->raw_len = 0; /* left only when wslay stopped reading (close) */
+        return;
+    }
+    drop_bev(ws, 0); /* EOF or a reset: nothing more can be sent either */
+    finish(ws, 1006, "connection dropped");
+}
+
+static void raw_read_start(vb_ws_t *ws)
+{
+    if (ws->bev == NULL || bufferevent_openssl_get_ssl(ws->bev) != NULL) {
+        return;
+    }
+    ws->rd = event_new(ws->base, bufferevent_getfd(ws->bev), EV_READ | EV_PERSIST, raw_read_cb,
+                       ws);
+    if (ws->rd == NULL || event_add(ws->rd, NULL) < 0) {
+        if (ws->rd != NULL) {
+            event_free(ws->rd);
+            ws->rd = NULL;
+        }
+        return; /* the bufferevent reads instead */
+    }
+    bufferevent_disable(ws->bev, EV_READ);
+}
+
 static vb_ws_t *ws_alloc(struct event_base *base, size_t max_message,
                          const vb_ws_callbacks_t *cb, void *arg)
 {
@@ -592,6 +688,7 @@ vb_ws_t *vb_ws_server_new(struct bufferevent *bev, const vb_http_req_t *req, siz
     char accept[29];
     vb_ws_accept_key(vb_http_header(req, "Sec-WebSocket-Key"), accept);
     attach_bev(ws, bev);
+    raw_read_start(ws);
     evbuffer_add_printf(ws->out,
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
@@ -779,6 +876,7 @@ static void client_open(vb_ws_t *ws)
     ws->state = WS_OPEN;
     evtimer_del(ws->timer);
     bufferevent_setcb(ws->bev, read_cb, NULL, event_cb, ws);
+    raw_read_start(ws);
     if (ws->cb.on_open != NULL) {
         ws->cb.on_open(ws, ws->arg);
     }
@@ -952,6 +1050,27 @@ static size_t write_now(vb_ws_t *ws, const uint8_t *h, size_t n, const uint8_t *
     return w > 0 ? (size_t)w : 0;
 }
 
+/* Header H (N bytes) and payload: written at once when the socket takes them,
+ * the rest queued behind, so the order of bytes is kept. */
+static void queue_frame(vb_ws_t *ws, const uint8_t *h, size_t n, const uint8_t *data, size_t len)
+{
+    size_t sent = write_now(ws, h, n, data, len);
+    if (sent < n) {
+        evbuffer_add(ws->out, h + sent, n - sent);
+        sent = n;
+    }
+    evbuffer_add(ws->out, data + (sent - n), len - (sent - n));
+}
+
+/* Client payload bytes, masked; AT is the offset of SRC in the payload. */
+static void mask_into(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t mask[4],
+                      size_t at)
+{
+    for (size_t j = 0; j < len; j++) {
+        dst[j] = src[j] ^ mask[(at + j) & 3];
+    }
+}
+
 /* Write one whole data frame straight into the output buffer (allowed when
  * wslay has nothing queued, so frames stay in order): no allocation. */
 static void send_direct(vb_ws_t *ws, int opcode, const uint8_t *data, size_t len)
@@ -973,27 +1092,27 @@ static void send_direct(vb_ws_t *ws, int opcode, const uint8_t *data, size_t len
         }
     }
     if (ws->is_server) {
-        size_t sent = write_now(ws, h, n, data, len);
-        if (sent < n) {
-            evbuffer_add(ws->out, h + sent, n - sent);
-            sent = n;
-        }
-        evbuffer_add(ws->out, data + (sent - n), len - (sent - n));
+        queue_frame(ws, h, n, data, len);
         return;
     }
-    RAND_bytes(mask, sizeof(mask));
+    random_mask(mask, sizeof(mask));
     memcpy(h + n, mask, 4);
-    evbuffer_add(ws->out, h, n + 4);
+    n += 4;
+    if (len <= DIRECT_FRAME_MAX) {
+        uint8_t body[DIRECT_FRAME_MAX];
+        mask_into(body, data, len, mask, 0);
+        queue_frame(ws, h, n, body, len);
+        return;
+    }
+    evbuffer_add(ws->out, h, n);
     struct evbuffer_iovec v[2];
     int nv = evbuffer_reserve_space(ws->out, (ev_ssize_t)len, v, 2);
     VB_ASSERT(nv > 0 || len == 0);
     size_t done = 0;
     for (int i = 0; i < nv && done < len; i++) {
-        uint8_t *dst = v[i].iov_base;
         size_t k = len - done < v[i].iov_len ? len - done : v[i].iov_len;
-        for (size_t j = 0; j < k; j++, done++) {
-            dst[j] = data[done] ^ mask[done & 3];
-        }
+        mask_into(v[i].iov_base, data + done, k, mask, done);
+        done += k;
         v[i].iov_len = k;
     }
     evbuffer_commit_space(ws->out, v, nv);
