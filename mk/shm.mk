@@ -1,6 +1,6 @@
 # shm/: the shared region, its slot table and the SPSC rings (every role).
 libvb_a_SOURCES += shm/ring.c shm/ring.h shm/ring_layout.h \
-	shm/shm.c shm/shm.h shm/slot_layout.h
+	shm/shm.c shm/shm.h shm/slot_layout.h shm/bell.c shm/bell.h
 
 check_PROGRAMS += tests/unit/test_ring tests/unit/test_shm
 TESTS += tests/unit/test_ring tests/unit/test_shm

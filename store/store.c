@@ -10,6 +10,7 @@
 #include "common/chan.h"
 #include "common/log.h"
 #include "common/role.h"
+#include "shm/bell.h"
 #include "shm/shm.h"
 #include "store/apply.h"
 #include "store/live.h"
@@ -185,7 +186,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void on_bell(evutil_socket_t fd, short what, void *arg)
 {
-    vb_shm_bell_drain(fd);
+    vb_bell_ack(fd);
     uint32_t i = (uint32_t)(uintptr_t)arg;
     scan_slot(&store, i);
     flush(&store);
@@ -295,8 +296,7 @@ static void add_events(store_t *st)
     event_add(event_new(st->base, st->ctx->chan, EV_READ | EV_PERSIST, on_chan, st), NULL);
     for (uint32_t i = 0; i < st->nslots; i++) {
         int fd = vb_shm_bell_fd(st->ctx->shm, i, VB_BELL_STORE);
-        event_add(event_new(st->base, fd, EV_READ | EV_PERSIST, on_bell, (void *)(uintptr_t)i),
-                  NULL);
+        event_add(vb_bell_event_new(st->base, fd, on_bell, (void *)(uintptr_t)i), NULL);
     }
 }
 

@@ -7,6 +7,7 @@
 #include "common/g711.h"
 #include "common/log.h"
 #include "common/ws.h"
+#include "shm/bell.h"
 #include "worker/dsp.h"
 
 #include <math.h>
@@ -180,7 +181,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void on_bell(evutil_socket_t fd, short what, void *arg)
 {
-    vb_shm_bell_drain(fd);
+    vb_bell_ack(fd);
     vb_call_pump_out(arg);
 }
 
@@ -191,7 +192,7 @@ int vb_call_pump_start(vb_call_t *call)
     call->dsp = vb_dsp_new(&opts);
     int bell = vb_shm_bell_fd(call->ctx->shm, call->slot_idx, VB_BELL_WORKER);
     call->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, call);
-    call->bell_ev = event_new(base, bell, EV_READ | EV_PERSIST, on_bell, call);
+    call->bell_ev = vb_bell_event_new(base, bell, on_bell, call);
     if (call->dsp == NULL || call->tick_ev == NULL || call->bell_ev == NULL) {
         vb_log(VB_LOG_ERR, "cannot set up the call's audio path");
         return -1;
