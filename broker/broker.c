@@ -8,6 +8,7 @@
 #include "common/chan.h"
 #include "common/log.h"
 #include "common/role.h"
+#include "shm/bell.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -28,6 +29,8 @@ typedef struct {
 } broker_t;
 
 static broker_t broker;
+
+#define STALE_AUDIO_NS 200000000ull /* caller audio older than this at attach is dropped */
 
 uint64_t vb_broker_now_ns(void)
 {
@@ -75,8 +78,10 @@ static void conv_attach(broker_t *b, vb_conv_t *c, uint32_t gen)
                c->slot->assistant);
     }
     c->engine = engine_for(&c->asst);
-    /* audio queued while no broker listened is stale now */
-    vb_ring_discard(vb_slot_ring(c->slot, VB_RING_CALLER_AUDIO));
+    /* Audio that waited long for a broker (the one before died) is stale; the
+     * first frames of a call that waited a few ms for its first broker are
+     * the caller's first words. */
+    c->fresh_after_ns = vb_broker_now_ns() - STALE_AUDIO_NS;
     if (c->engine->attach(c) < 0) {
         vb_log(VB_LOG_ERR, "slot %u: cannot start the %s engine", c->slot_idx, c->engine->name);
     }
@@ -102,7 +107,9 @@ static void conv_feed(vb_conv_t *c)
         c->engine->on_ctl(c, &m);
     }
     while (vb_ring_pop(vb_slot_ring(c->slot, VB_RING_CALLER_AUDIO), &f, sizeof(f), &len) == 0) {
-        c->engine->on_audio(c, &f);
+        if (f.t_ns >= c->fresh_after_ns) {
+            c->engine->on_audio(c, &f);
+        }
     }
     c->engine->tick(c, vb_broker_now_ns());
 }
@@ -148,7 +155,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void on_bell(evutil_socket_t fd, short what, void *arg)
 {
     vb_conv_t *c = arg;
-    vb_shm_bell_drain(fd);
+    vb_bell_ack(fd);
     scan_slot(&broker, c->slot_idx);
 }
 
@@ -205,7 +212,7 @@ static void add_events(broker_t *b)
         c->slot = vb_shm_slot(b->ctx->shm, i);
         if (mine(b, i)) {
             int fd = vb_shm_bell_fd(b->ctx->shm, i, VB_BELL_BROKER);
-            event_add(event_new(b->base, fd, EV_READ | EV_PERSIST, on_bell, c), NULL);
+            event_add(vb_bell_event_new(b->base, fd, on_bell, c), NULL);
         }
     }
 }

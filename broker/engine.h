@@ -25,6 +25,7 @@ struct vb_conv {
     vb_slot_t *slot;
     uint32_t gen;
     int attached;
+    uint64_t fresh_after_ns; /* caller audio from before this is stale (see conv_attach) */
     vb_assistant_t asst; /* copied at attach: a reload does not change a running call */
     const vb_engine_t *engine;
     void *state;
