@@ -22,6 +22,8 @@ enum {
     OPT_CALLS,
     OPT_DURATION,
     OPT_RAMP,
+    OPT_PHASES,
+    OPT_TAIL,
     OPT_TIMEOUT,
     OPT_DTMF,
     OPT_INSECURE,
@@ -54,6 +56,8 @@ static const struct option longopts[] = {
     {"calls", required_argument, NULL, OPT_CALLS},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"ramp-ms", required_argument, NULL, OPT_RAMP},
+    {"phases", required_argument, NULL, OPT_PHASES},
+    {"tail-ms", required_argument, NULL, OPT_TAIL},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"dtmf", required_argument, NULL, OPT_DTMF},
     {"insecure", no_argument, NULL, OPT_INSECURE},
@@ -104,6 +108,8 @@ void vb_cs_opts_usage(FILE *f)
           "  --duration S       end each call after S seconds, repeating the caller audio\n"
           "                     (default: when the audio is done plus 2 s)\n"
           "  --ramp-ms N        spacing between call starts (default 20)\n"
+          "  --phases N         spread the calls' 20 ms frames over N phases (default 1)\n"
+          "  --tail-ms N        listen N ms after the last frame before hanging up (default 0)\n"
           "  --timeout S        overall limit (default: computed from the above + 30 s)\n"
           "  --dtmf DIGITS      send these DTMF events after start\n"
           "  --insecure         wss/https without certificate verification\n"
@@ -127,6 +133,7 @@ static void defaults(vb_cs_opts_t *o)
     o->pause_ms = VB_CS_DEFAULT_PAUSE_MS;
     o->calls = 1;
     o->ramp_ms = VB_CS_DEFAULT_RAMP_MS;
+    o->phases = 1;
     o->bursts = VB_CS_DEFAULT_BURSTS;
     o->onset_dbfs = VB_CS_DEFAULT_ONSET_DBFS;
     o->quiet_ms = VB_CS_DEFAULT_QUIET_MS;
@@ -188,6 +195,10 @@ static int numeric(vb_cs_opts_t *o, int c, const char *arg)
         return num_arg(arg, 0.02, 86400, &o->duration_s);
     case OPT_RAMP:
         return int_arg(arg, 0, 3600000, &o->ramp_ms);
+    case OPT_PHASES:
+        return int_arg(arg, 1, 20, &o->phases);
+    case OPT_TAIL:
+        return int_arg(arg, 0, 60000, &o->tail_ms);
     case OPT_TIMEOUT:
         return num_arg(arg, 0.1, 864000, &o->timeout_s);
     case OPT_BURSTS:

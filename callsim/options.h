@@ -41,6 +41,8 @@ typedef struct {
     int calls;
     double duration_s; /* 0: audio length plus VB_CS_TAIL_MS */
     int ramp_ms;
+    int phases;  /* the 20 ms frame grid is split into this many send phases */
+    int tail_ms; /* listening after the last frame, before the hang-up */
     double timeout_s; /* 0: computed from calls, ramp and duration */
     const char *dtmf;
     int insecure;

@@ -1,6 +1,6 @@
 /* voxbridge-callsim: the run of calls on one libevent loop (see sim.h): the ramp that
- * starts them, the shared 20 ms tick on an absolute grid (no drift however late one
- * wake-up is), the overall timeout and the end of the run. */
+ * starts them, the shared tick on an absolute grid (no drift however late one wake-up
+ * is; 20 ms, or 20/N ms with --phases N), the overall timeout and the end of the run. */
 #include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -60,10 +60,15 @@ static void tv_from_us(struct timeval *tv, int64_t us)
     tv->tv_usec = (suseconds_t)(us % 1000000);
 }
 
+static int64_t grid_of(const vb_cs_sim_t *s, int64_t t, int64_t step)
+{
+    int64_t k = (t - s->t_base + step - 1) / step;
+    return s->t_base + (k > 0 ? k : 0) * step;
+}
+
 int64_t vb_cs_sim_grid(const vb_cs_sim_t *s, int64_t t)
 {
-    int64_t k = (t - s->t_base + VB_CS_TICK_US - 1) / VB_CS_TICK_US;
-    return s->t_base + (k > 0 ? k : 0) * VB_CS_TICK_US;
+    return grid_of(s, t, VB_CS_TICK_US);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -83,7 +88,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct timeval tv;
     event_base_update_cache_time(s->base);
     int64_t after = vb_cs_now_us();
-    tv_from_us(&tv, vb_cs_sim_grid(s, after + 1) - after);
+    tv_from_us(&tv, grid_of(s, after + 1, VB_CS_PHASE_US(s)) - after);
     evtimer_add(s->tick, &tv);
 }
 
@@ -233,7 +238,7 @@ int vb_cs_sim_start(vb_cs_sim_t *s)
     evtimer_add(s->timeout, &tv);
     tv_from_us(&tv, 0);
     evtimer_add(s->ramp, &tv);
-    tv_from_us(&tv, VB_CS_TICK_US);
+    tv_from_us(&tv, VB_CS_PHASE_US(s));
     evtimer_add(s->tick, &tv);
     if (vb_cs_opts_conversation(o)) {
         vb_log(VB_LOG_INFO, "%d call(s) to %s, %d caller lines each, timeout %.1f s", o->calls,

@@ -19,6 +19,10 @@
 #include "common/ws.h"
 
 #define VB_CS_TICK_US 20000
+/* With --phases N each call sends on one of N phases of the 20 ms frame grid, as
+ * independent calls at a carrier do; the default, 1, sends every call's frame in the same
+ * instant (the burst that the benchmark figures since the first were measured with). */
+#define VB_CS_PHASE_US(s) (VB_CS_TICK_US / (s)->o->phases)
 
 typedef enum {
     VB_CS_IDLE,       /* not started yet */
@@ -57,6 +61,7 @@ struct vb_cs_call {
 
     vb_ws_t *ws;
     int64_t t_start, t_webhook, t_open, t_end; /* CLOCK_MONOTONIC us */
+    int64_t t_done;                            /* the caller had said all; 0: not yet */
     int64_t t0;                                /* timeline origin, on the tick grid */
     uint64_t total_frames, sent;
     uint32_t seq;

@@ -26,6 +26,8 @@ void vb_cs_rx_media(vb_cs_rx_t *rx, int64_t now, size_t queued, int64_t empty_at
             if (gap > VB_CS_SAMPLES(VB_CS_GAP_MS)) {
                 rx->gaps_over++;
             }
+            int64_t late_ms = dry / 8;
+            rx->lateness[late_ms < VB_CS_LATENESS_BUCKETS ? late_ms : VB_CS_LATENESS_BUCKETS - 1]++;
             if (dry > VB_CS_SAMPLES(VB_CS_LATE_TOLERANCE_MS)) {
                 rx->late++;
                 rx->underrun_samples += dry;
@@ -38,6 +40,33 @@ void vb_cs_rx_media(vb_cs_rx_t *rx, int64_t now, size_t queued, int64_t empty_at
 void vb_cs_rx_clear(vb_cs_rx_t *rx)
 {
     rx->last = -1;
+}
+
+void vb_cs_lateness_add(uint64_t total[VB_CS_LATENESS_BUCKETS], const vb_cs_rx_t *rx)
+{
+    for (int i = 0; i < VB_CS_LATENESS_BUCKETS; i++) {
+        total[i] += rx->lateness[i];
+    }
+}
+
+double vb_cs_lateness_pct(const uint64_t hist[VB_CS_LATENESS_BUCKETS], double p)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < VB_CS_LATENESS_BUCKETS; i++) {
+        n += hist[i];
+    }
+    if (n == 0) {
+        return 0;
+    }
+    uint64_t rank = (uint64_t)ceil(p / 100.0 * (double)n), seen = 0;
+    rank = rank < 1 ? 1 : rank;
+    for (int i = 0; i < VB_CS_LATENESS_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen >= rank) {
+            return i;
+        }
+    }
+    return VB_CS_LATENESS_BUCKETS - 1;
 }
 
 void vb_cs_onset_init(vb_cs_onset_t *o, double on_dbfs, int quiet_ms)

@@ -24,6 +24,8 @@
 /* Starvation shorter than this is clock jitter, not a late message. */
 #define VB_CS_LATE_TOLERANCE_MS 5
 
+#define VB_CS_LATENESS_BUCKETS 256 /* the last bucket holds everything later */
+
 typedef struct {
     int64_t last;             /* arrival of the previous message; -1 at a spurt start */
     uint64_t messages;        /* media messages received */
@@ -31,6 +33,9 @@ typedef struct {
     int64_t max_gap;          /* samples */
     uint64_t late;            /* messages that found the queue dry mid-utterance */
     int64_t underrun_samples; /* total starvation inside utterances */
+    /* how late each message inside an utterance was: how long the playout had been
+     * dry when it came (0 when audio was still queued), in 1 ms buckets */
+    uint32_t lateness[VB_CS_LATENESS_BUCKETS];
 } vb_cs_rx_t;
 
 void vb_cs_rx_init(vb_cs_rx_t *rx);
@@ -39,6 +44,10 @@ void vb_cs_rx_init(vb_cs_rx_t *rx);
 void vb_cs_rx_media(vb_cs_rx_t *rx, int64_t now, size_t queued, int64_t empty_at);
 /* The queue was cleared: the next audio starts a new utterance. */
 void vb_cs_rx_clear(vb_cs_rx_t *rx);
+/* Adds RX's lateness buckets to TOTAL. */
+void vb_cs_lateness_add(uint64_t total[VB_CS_LATENESS_BUCKETS], const vb_cs_rx_t *rx);
+/* Nearest-rank percentile (0 < P <= 100) of the lateness histogram, in ms; 0 when empty. */
+double vb_cs_lateness_pct(const uint64_t hist[VB_CS_LATENESS_BUCKETS], double p);
 
 #define VB_CS_ONSET_WIN 40 /* 5 ms at 8 kHz */
 

@@ -20,7 +20,7 @@
 #define MAX_ONSETS 16
 #define BAD_LOG_MAX 3 /* per call */
 /* A tick that fires this much before its grid time still sends that slot's frame. */
-#define TICK_SLACK_US 2000
+#define TICK_SLACK_US 500
 
 static char msgbuf[MSG_CAP];
 static vb_ms_msg_t msg;
@@ -183,7 +183,7 @@ void vb_cs_stream_open(vb_cs_call_t *c, int64_t now)
 {
     /* The playout queue is made here, not at start-up: only answered calls need one. */
     vb_cs_playout_cb_t cb = {.on_audio = on_played, .on_mark = on_mark_played, .arg = c};
-    c->t0 = vb_cs_sim_grid(c->sim, now);
+    c->t0 = vb_cs_sim_grid(c->sim, now) + (int64_t)(c->n % c->sim->o->phases) * VB_CS_PHASE_US(c->sim);
     send_text(c, msgbuf, vb_ms_build_connected(msgbuf, MSG_CAP));
     send_start(c);
     if (vb_cs_playout_init(&c->play, &cb) < 0) {
@@ -279,6 +279,10 @@ static int call_done(const vb_cs_call_t *c)
 
 void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
 {
+    if (!c->converse && c->state == VB_CS_STREAMING &&
+        c->t0 + (int64_t)c->sent * VB_CS_TICK_US > now + TICK_SLACK_US) {
+        return; /* not this call's phase */
+    }
     if (c->converse) {
         /* The turn scheduler decides on what the caller has heard up to now. */
         vb_cs_playout_advance(&c->play, timeline(c, now));
@@ -292,7 +296,10 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
     }
     vb_cs_playout_advance(&c->play, timeline(c, now));
     if (c->state == VB_CS_STREAMING && call_done(c)) {
-        vb_cs_stream_hang_up(c, 1000, NULL);
+        c->t_done = c->t_done ? c->t_done : now;
+        if (now - c->t_done >= (int64_t)c->sim->o->tail_ms * 1000) {
+            vb_cs_stream_hang_up(c, 1000, NULL);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ typedef struct {
     json_int_t answered, rejected, failed, frames_sent, frames_received, gaps, late;
     json_int_t marks, clears, unanswered, bad, samples, agent_hangups;
     double max_gap_ms, lag_max_ms, underrun_ms;
+    uint64_t lateness[VB_CS_LATENESS_BUCKETS];
 } totals_t;
 
 static const char *result_name(vb_cs_result_t r)
@@ -153,6 +154,7 @@ static void add_call(totals_t *t, const vb_cs_call_t *c)
     t->agent_hangups += agent_hung_up(c);
     t->bad += (json_int_t)c->bad_messages;
     t->underrun_ms += VB_CS_MS(c->rx.underrun_samples);
+    vb_cs_lateness_add(t->lateness, &c->rx);
     if (VB_CS_MS(c->rx.max_gap) > t->max_gap_ms) {
         t->max_gap_ms = VB_CS_MS(c->rx.max_gap);
     }
@@ -200,6 +202,10 @@ json_t *vb_cs_sim_summary(vb_cs_sim_t *s)
     }
     json_t *sum = totals_object(&t, s->o->calls, clean, &all);
     json_object_set_new(sum, "bad_messages", json_integer(t.bad));
+    json_object_set_new(sum, "lateness_ms",
+                        json_pack("{s:f,s:f,s:f}", "p50", vb_cs_lateness_pct(t.lateness, 50),
+                                  "p99", vb_cs_lateness_pct(t.lateness, 99), "p999",
+                                  vb_cs_lateness_pct(t.lateness, 99.9)));
     json_object_set_new(sum, "agent_hangups", json_integer(t.agent_hangups));
     if (vb_cs_opts_conversation(s->o)) {
         json_object_set_new(sum, "reply_ms", rtt_object(&replies));

@@ -739,6 +739,19 @@ static void test_rx_gaps(void **state)
     assert_int_equal(rx.late, 1);
     assert_int_equal(rx.gaps_over, 2);
     assert_int_equal(rx.messages, 15);
+    /* Lateness of the 12 messages inside utterances: 10 on time, 2 ms, 30 ms. */
+    uint64_t hist[VB_CS_LATENESS_BUCKETS] = {0};
+    vb_cs_lateness_add(hist, &rx);
+    assert_true(vb_cs_lateness_pct(hist, 50) == 0);
+    assert_true(vb_cs_lateness_pct(hist, 90) == 2);
+    assert_true(vb_cs_lateness_pct(hist, 99) == 30);
+    /* 400 ms dry (still the same utterance) lands in the open last bucket. */
+    vb_cs_rx_media(&rx, VB_CS_SAMPLES(3000), 0, VB_CS_SAMPLES(2600));
+    memset(hist, 0, sizeof(hist));
+    vb_cs_lateness_add(hist, &rx);
+    assert_true(vb_cs_lateness_pct(hist, 100) == VB_CS_LATENESS_BUCKETS - 1);
+    uint64_t empty[VB_CS_LATENESS_BUCKETS] = {0};
+    assert_true(vb_cs_lateness_pct(empty, 99) == 0);
 }
 
 static size_t feed_all(vb_cs_onset_t *o, const int16_t *pcm, size_t n, int64_t *at, size_t cap)
@@ -931,7 +944,15 @@ static void test_options(void **state)
     assert_int_equal(o.calls, 1);
     assert_int_equal(o.pause_ms, 800);
     assert_int_equal(o.ramp_ms, 20);
+    assert_int_equal(o.phases, 1);
+    assert_int_equal(o.tail_ms, 0);
     assert_true(o.duration_s == 0);
+    const char *a0[] = {"--url", "http://a", "--phases", "10", "--tail-ms", "200", NULL};
+    assert_int_equal(parse(&o, a0), 0);
+    assert_int_equal(o.phases, 10);
+    assert_int_equal(o.tail_ms, 200);
+    const char *a0bad[] = {"--url", "http://a", "--phases", "21", NULL};
+    assert_int_not_equal(parse(&o, a0bad), 0);
 
     const char *a2[] = {"--url",      "https://a", "--public-url", "https://pub", "--token",
                         "t",          "--to",      "+1",           "--from",      "+2",
