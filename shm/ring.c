@@ -142,6 +142,58 @@ int vb_ring_pop(vb_ring_t *r, void *out, uint32_t cap, uint32_t *len)
     return 0;
 }
 
+int vb_ring_peek(vb_ring_t *r, uint32_t *cursor, void *out, uint32_t cap, uint32_t *len)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    /* Seq_cst load: [A] publish and [C] doorbell, as in vb_ring_pop. */
+    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);
+    if (tail - head > r->capacity) {
+        *cursor = tail;
+        return pop_resync(r, tail);
+    }
+    if (*cursor - head > tail - head) {
+        *cursor = head; /* never set, or the ring was reset under it */
+    }
+    if (*cursor == tail) {
+        return -EAGAIN;
+    }
+    const struct vb_ring_elem *e = elem_at(r, *cursor);
+    uint32_t n = e->len;
+    if (n > r->elem_size) {
+        (*cursor)++; /* skipped; released with the rest */
+        return -EBADMSG;
+    }
+    if (len != NULL) {
+        *len = n;
+    }
+    if (n > cap) {
+        return -EMSGSIZE;
+    }
+    if (n > 0) {
+        memcpy(out, e->data, n);
+    }
+    (*cursor)++;
+    return 0;
+}
+
+uint32_t vb_ring_cursor(const vb_ring_t *r)
+{
+    /* Relaxed: head is written only by the consumer, who asks. */
+    return atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
+void vb_ring_release(vb_ring_t *r, uint32_t cursor)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    /* Acquire, [A] publish: as in vb_ring_discard. */
+    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (cursor - head > tail - head) {
+        return; /* stale: the ring was reset since the peek */
+    }
+    /* Seq_cst store, [B] reclaim and [C] doorbell: as in vb_ring_pop. */
+    atomic_store_explicit(&r->head, cursor, memory_order_seq_cst);
+}
+
 void vb_ring_discard(vb_ring_t *r)
 {
     /* Acquire, [A] publish: pairs with the producer's store of tail (nothing

@@ -53,4 +53,17 @@ uint32_t vb_ring_elem_size(const vb_ring_t *r);
 /* Consumer: drop all that is queued now (head = tail). */
 void vb_ring_discard(vb_ring_t *r);
 
+/* Consumer, for data that must not be lost (the store's records): copy the
+ * element at *CURSOR without giving it back to the producer, and move *CURSOR
+ * past it. Returns as vb_ring_pop. Start the cursor at vb_ring_cursor(); one
+ * found outside [head, tail] (the ring was reset) starts again at head. The elements stay in the
+ * ring, so a consumer killed before vb_ring_release finds them again (it must
+ * then tolerate seeing them twice); the producer meanwhile sees the ring as
+ * busy and does not ring the bell, so the consumer looks again on its tick. */
+int vb_ring_peek(vb_ring_t *r, uint32_t *cursor, void *out, uint32_t cap, uint32_t *len);
+/* Consumer: where reading starts (the head). */
+uint32_t vb_ring_cursor(const vb_ring_t *r);
+/* Consumer: give back everything before CURSOR (from vb_ring_peek). */
+void vb_ring_release(vb_ring_t *r, uint32_t cursor);
+
 #endif

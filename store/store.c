@@ -36,6 +36,11 @@ typedef struct {
     uint32_t nslots;
     uint32_t *failed_gen; /* per slot: the gen whose failure we recorded */
     uint32_t *ack_gen;    /* per slot: the gen to acknowledge once on disk, 0 = none */
+    /* per slot and event ring: how far we have read; the ring lets go of the
+     * records only once they are fsync'd in the spool (see release_rings) */
+    uint32_t *cursor;
+    uint32_t *cursor_gen; /* per slot: the gen the cursors belong to */
+    uint8_t *held;        /* per slot: records read and not yet released */
     char *pending;        /* lines drained, not yet in the spool */
     size_t pending_len, pending_cap;
     vb_rec_t rec;      /* scratch for the live state */
@@ -83,12 +88,53 @@ static void take_event(store_t *st, const vb_event_t *ev)
     add_line(st, line, (size_t)n);
 }
 
-static void drain_ring(store_t *st, vb_ring_t *r)
+static void peek_all(store_t *st, vb_ring_t *r, uint32_t *cursor, uint32_t i)
 {
     vb_event_t ev;
     uint32_t len;
-    while (vb_ring_pop(r, &ev, sizeof(ev), &len) == 0) {
-        take_event(st, &ev);
+    int rc;
+    while ((rc = vb_ring_peek(r, cursor, &ev, sizeof(ev), &len)) != -EAGAIN) {
+        if (rc == 0) {
+            take_event(st, &ev);
+        }
+        st->held[i] = 1;
+    }
+}
+
+/* K: 0 for the worker's event ring, 1 for the broker's. A new call (gen) on
+ * the slot has reset its rings: our cursors start again at their heads. Should the gen move
+ * while we read, we read again from 0 (a record twice is harmless, a record
+ * skipped is lost). */
+static void drain_ring(store_t *st, uint32_t i, int k)
+{
+    vb_slot_t *s = vb_shm_slot(st->ctx->shm, i);
+    vb_ring_t *r = vb_slot_ring(s, k ? VB_RING_EVENTS_B2S : VB_RING_EVENTS_W2S);
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t gen = vb_slot_gen(s);
+        if (gen != st->cursor_gen[i]) {
+            st->cursor[2 * i] = vb_ring_cursor(vb_slot_ring(s, VB_RING_EVENTS_W2S));
+            st->cursor[2 * i + 1] = vb_ring_cursor(vb_slot_ring(s, VB_RING_EVENTS_B2S));
+            st->cursor_gen[i] = gen;
+        }
+        peek_all(st, r, &st->cursor[2 * i + (uint32_t)k], i);
+        if (vb_slot_gen(s) == gen) {
+            break;
+        }
+    }
+}
+
+/* The records read so far are on disk: the rings may reuse their room. A store
+ * killed before this finds them again at its next start (records are
+ * idempotent in PostgreSQL: the spool may hold one twice). */
+static void release_rings(store_t *st)
+{
+    for (uint32_t i = 0; i < st->nslots; i++) {
+        if (st->held[i]) {
+            vb_slot_t *s = vb_shm_slot(st->ctx->shm, i);
+            vb_ring_release(vb_slot_ring(s, VB_RING_EVENTS_W2S), st->cursor[2 * i]);
+            vb_ring_release(vb_slot_ring(s, VB_RING_EVENTS_B2S), st->cursor[2 * i + 1]);
+            st->held[i] = 0;
+        }
     }
 }
 
@@ -112,8 +158,8 @@ static void record_failure(store_t *st, vb_slot_t *s)
 static void scan_slot(store_t *st, uint32_t i)
 {
     vb_slot_t *s = vb_shm_slot(st->ctx->shm, i);
-    drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_W2S));
-    drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_B2S));
+    drain_ring(st, i, 0);
+    drain_ring(st, i, 1);
     uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
     uint32_t gen = atomic_load_explicit(&s->gen, memory_order_acquire);
     if (state == VB_SLOT_DEAD && st->failed_gen[i] != gen) {
@@ -127,7 +173,7 @@ static void scan_slot(store_t *st, uint32_t i)
     if ((state == VB_SLOT_ENDING || state == VB_SLOT_DEAD) &&
         atomic_load_explicit(&s->store_ack_gen, memory_order_relaxed) != gen &&
         atomic_load_explicit(&s->broker_ack_gen, memory_order_acquire) == gen) {
-        drain_ring(st, vb_slot_ring(s, VB_RING_EVENTS_B2S));
+        drain_ring(st, i, 1);
         st->ack_gen[i] = gen;
     }
 }
@@ -171,6 +217,7 @@ static void flush(store_t *st)
     if (vb_spool_sync(&st->spool) < 0) {
         return;
     }
+    release_rings(st);
     ack_slots(st);
     vb_apply_kick(st->apply);
 }
@@ -309,8 +356,13 @@ int vb_store_main(vb_child_ctx_t *ctx)
     st->nslots = vb_shm_nslots(ctx->shm);
     st->failed_gen = calloc(st->nslots, sizeof(uint32_t));
     st->ack_gen = calloc(st->nslots, sizeof(uint32_t));
+    st->cursor = calloc(2 * (size_t)st->nslots, sizeof(uint32_t));
+    st->held = calloc(st->nslots, 1);
+    st->cursor_gen = calloc(st->nslots, sizeof(uint32_t));
     st->base = event_base_new();
-    if (st->failed_gen == NULL || st->ack_gen == NULL || st->base == NULL) {
+    if (st->failed_gen == NULL || st->ack_gen == NULL || st->cursor == NULL || st->held == NULL ||
+        st->cursor_gen == NULL ||
+        st->base == NULL) {
         return VB_EXIT_CLEAN;
     }
     snprintf(dir, sizeof(dir), "%s/spool", ctx->conf->state_dir);

@@ -197,6 +197,54 @@ static void test_discard(void **state)
     free(r);
 }
 
+/* Peek keeps elements in the ring until release: a consumer that dies between
+ * the two (the store, between reading a record and its fsync) loses nothing;
+ * the producer sees the room only after release. Near UINT32_MAX to wrap. */
+static void test_peek_release(void **state)
+{
+    (void)state;
+    vb_ring_t *r = ring_new(4, 8, UINT32_MAX - 1);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_true(vb_ring_push(r, &i, sizeof(i)) >= 0);
+    }
+    uint32_t cur = vb_ring_cursor(r), v = 99, len;
+    assert_int_equal(vb_ring_peek(r, &cur, &v, sizeof(v), &len), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(vb_ring_peek(r, &cur, &v, sizeof(v), &len), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(vb_ring_count(r), 4); /* nothing given back yet */
+    uint32_t w = 7;
+    assert_int_equal(vb_ring_push(r, &w, sizeof(w)), -ENOSPC);
+    /* a new reader (the restarted consumer) sees them all again */
+    uint32_t fresh = vb_ring_cursor(r);
+    assert_int_equal(vb_ring_peek(r, &fresh, &v, sizeof(v), &len), 0);
+    assert_int_equal(v, 0);
+    vb_ring_release(r, cur); /* the first two are safe elsewhere */
+    assert_int_equal(vb_ring_count(r), 2);
+    assert_int_equal(vb_ring_push(r, &w, sizeof(w)), 0);
+    for (uint32_t want = 2; want < 4; want++) {
+        assert_int_equal(vb_ring_peek(r, &cur, &v, sizeof(v), &len), 0);
+        assert_int_equal(v, want);
+    }
+    assert_int_equal(vb_ring_peek(r, &cur, &v, sizeof(v), &len), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(vb_ring_peek(r, &cur, &v, sizeof(v), &len), -EAGAIN);
+    vb_ring_release(r, cur);
+    assert_int_equal(vb_ring_count(r), 0);
+    /* released everything: the next push rings the bell again */
+    assert_int_equal(vb_ring_push(r, &w, sizeof(w)), 1);
+    /* a cursor outside [head, tail] starts again at head */
+    uint32_t lost = 12345;
+    assert_int_equal(vb_ring_peek(r, &lost, &v, sizeof(v), &len), 0);
+    assert_int_equal(v, 7);
+    /* a release with a cursor from before a discard is ignored */
+    uint32_t old = cur;
+    vb_ring_discard(r);
+    vb_ring_release(r, old - 3);
+    assert_int_equal(vb_ring_count(r), 0);
+    free(r);
+}
+
 /* Indices cross UINT32_MAX → 0: counts, full detection and order hold. */
 static void test_wrap(void **state)
 {
@@ -433,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_full_drops),
         cmocka_unit_test(test_emsgsize),
         cmocka_unit_test(test_discard),
+        cmocka_unit_test(test_peek_release),
         cmocka_unit_test(test_wrap),
         cmocka_unit_test(test_wrap_full),
         cmocka_unit_test(test_inconsistent),
