@@ -367,6 +367,12 @@ static void test_utf8_validator(void **state)
     assert_false(vb_utf8_valid((const uint8_t *)"\xe0\x80\xaf", 3));     /* overlong */
     assert_false(vb_utf8_valid((const uint8_t *)"\xe2\x82", 2));         /* truncated */
     assert_false(vb_utf8_valid((const uint8_t *)"\xff", 1));
+    /* long ASCII runs (checked eight bytes at a time) around the bad bytes */
+    assert_true(vb_utf8_valid((const uint8_t *)"{\"event\":\"media\",\"x\":1}", 24));
+    assert_false(vb_utf8_valid((const uint8_t *)"0123456789abcdef\xff", 17));
+    assert_false(vb_utf8_valid((const uint8_t *)"0123456789abcdef0123\xe2\x82", 22));
+    assert_true(vb_utf8_valid((const uint8_t *)"0123456\xe2\x82\xac" "0123456789", 20));
+    assert_false(vb_utf8_valid((const uint8_t *)"0123456\xe2\x82z0123456789ab", 21));
 }
 
 static void test_accept_key(void **state)
