@@ -145,6 +145,7 @@ static int mine(const broker_t *b, uint32_t i)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     broker_t *b = arg;
+    vb_shm_beat(b->ctx->shm, b->ctx->index);
     for (uint32_t i = 0; i < b->nslots; i++) {
         if (mine(b, i)) {
             scan_slot(b, i);

@@ -57,6 +57,7 @@ typedef struct {
     int brokers; /* 0 = auto */
     int api_workers;
     int shutdown_timeout; /* seconds */
+    int watchdog_ms;      /* 0: off */
     int log_level;
     char twilio_auth_token[VB_CONF_STR];
     int http_max_header_bytes;

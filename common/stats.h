@@ -30,6 +30,7 @@
     X(calls_failed, "calls ended by a crash of their worker")                                \
     X(worker_crashes, "child processes that died abnormally")                                \
     X(broker_restarts, "AI broker processes restarted")                                      \
+    X(watchdog_kills, "brokers or stores killed because their loop stopped running")        \
     X(ring_drops, "ring messages dropped because the ring was full")                         \
     X(config_reloads, "successful config reloads")                                           \
     X(config_reload_errors, "config reloads refused because the file was broken")

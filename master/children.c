@@ -67,6 +67,46 @@ static void child_run(vb_master_t *m, vb_role_t role, int index, int chan_child,
     _exit(mains[role](&ctx));
 }
 
+/* A new broker may load the offline voice's models before its loop runs. */
+#define WATCHDOG_START_GRACE_MS 30000
+
+/* The heartbeat a child of ROLE keeps, or -1 when the watchdog does not watch it. */
+static int beat_of(vb_role_t role, int index)
+{
+    if (role == VB_ROLE_BROKER && index >= 0 && index < VB_MAX_BROKERS) {
+        return index;
+    }
+    return role == VB_ROLE_STORE ? VB_BEAT_STORE : -1;
+}
+
+/* A broker or the store whose loop has stopped (a hang, SIGSTOP, a
+ * runaway computation) serves nobody: calls would hear silence and records
+ * wait. Kill it; the exit path restarts it and, for a broker, tells the
+ * workers to hold their calls until the new one takes over. */
+void vb_master_watchdog(vb_master_t *m)
+{
+    uint64_t limit = (uint64_t)m->conf->watchdog_ms * 1000000ull;
+    if (limit == 0) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    for (int i = 0; i < m->nchildren; i++) {
+        vb_child_t *c = m->children[i];
+        int beat = beat_of(c->role, c->index);
+        uint64_t last = beat >= 0 ? vb_shm_last_beat(m->shm, beat) : 0;
+        if (beat < 0 || now <= last || now - last < limit || c->quitting) {
+            continue;
+        }
+        vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms: killing it",
+               vb_role_name(c->role), (int)c->pid, (unsigned long long)((now - last) / 1000000));
+        VB_STAT_INC(watchdog_kills);
+        vb_shm_beat_ahead(m->shm, beat, WATCHDOG_START_GRACE_MS); /* once */
+        kill(c->pid, SIGKILL);
+    }
+}
+
 vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
 {
     if (m->nchildren == VB_MAX_CHILDREN) {
@@ -76,6 +116,10 @@ vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
     int ch[2];
     if (vb_chan_pair(ch) < 0) {
         return NULL;
+    }
+    int beat = beat_of(role, index);
+    if (beat >= 0) {
+        vb_shm_beat_ahead(m->shm, beat, WATCHDOG_START_GRACE_MS);
     }
     pid_t pid = fork();
     if (pid < 0) {

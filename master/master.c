@@ -183,6 +183,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     vb_master_t *m = arg;
     vb_master_reap(m);
     vb_master_slot_tick(m);
+    vb_master_watchdog(m);
     if (m->stopping) {
         stop_tick(m);
     } else {

@@ -42,6 +42,8 @@ void vb_master_maintain_pool(vb_master_t *m);
 /* Dispatch of accepted connections (dispatch.c). */
 void vb_master_dispatch(vb_master_t *m, int fd, int listener);
 void vb_master_slot_tick(vb_master_t *m);
+/* Kill a broker or store whose heartbeat is older than watchdog_ms. */
+void vb_master_watchdog(vb_master_t *m);
 void vb_master_on_done(vb_master_t *m, vb_child_t *c, uint32_t slot, uint32_t gen, int failed);
 
 #endif

@@ -271,6 +271,34 @@ vb_stats_t *vb_shm_stats(vb_shm_t *shm)
     return &header(shm)->stats;
 }
 
+_Static_assert(VB_MAX_BROKERS == 256, "common/conf.c caps `brokers` at VB_MAX_BROKERS");
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void vb_shm_beat(vb_shm_t *shm, int who)
+{
+    VB_ASSERT(who >= 0 && who < VB_BEATS);
+    atomic_store_explicit(&header(shm)->beat_ns[who], mono_ns(), memory_order_relaxed);
+}
+
+uint64_t vb_shm_last_beat(vb_shm_t *shm, int who)
+{
+    VB_ASSERT(who >= 0 && who < VB_BEATS);
+    return atomic_load_explicit(&header(shm)->beat_ns[who], memory_order_relaxed);
+}
+
+void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms)
+{
+    VB_ASSERT(who >= 0 && who < VB_BEATS);
+    atomic_store_explicit(&header(shm)->beat_ns[who], mono_ns() + grace_ms * 1000000ull,
+                          memory_order_relaxed);
+}
+
 vb_slot_t *vb_shm_slot(vb_shm_t *shm, uint32_t idx)
 {
     if (idx >= shm->nslots) {

@@ -39,6 +39,12 @@ uint32_t vb_shm_nslots(const vb_shm_t *shm);
 size_t vb_shm_size(const vb_shm_t *shm);
 const vb_shm_header_t *vb_shm_header(const vb_shm_t *shm);
 vb_stats_t *vb_shm_stats(vb_shm_t *shm);
+/* Heartbeats (WHO: a broker's index, or VB_BEAT_STORE): the process says it
+ * runs its loop; the master reads the last beat and, when it starts a new
+ * process in that place, sets it GRACE_MS ahead (time to load models). */
+void vb_shm_beat(vb_shm_t *shm, int who);
+uint64_t vb_shm_last_beat(vb_shm_t *shm, int who);
+void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms);
 /* NULL when idx >= nslots. */
 vb_slot_t *vb_shm_slot(vb_shm_t *shm, uint32_t idx);
 /* The index of SLOT in SHM's table. */

@@ -14,7 +14,10 @@
 #include "shm/ring_layout.h"
 
 #define VB_SHM_MAGIC 0x31766d6862786f76ull /* "voxbhmv1" */
-#define VB_SHM_VERSION 1u
+#define VB_SHM_VERSION 2u
+#define VB_MAX_BROKERS 256
+#define VB_BEAT_STORE VB_MAX_BROKERS /* beat_ns index of the store; brokers by index */
+#define VB_BEATS (VB_MAX_BROKERS + 1)
 #define VB_SHM_MAX_SLOTS 65536u
 
 /* ---- ring elements ---------------------------------------------------- */
@@ -185,7 +188,10 @@ typedef struct {
     uint64_t slot_size;                /* sizeof(vb_slot_t) */
     uint64_t ring_off[VB_RING__COUNT]; /* from the slot start */
     int64_t created_ns;                /* CLOCK_REALTIME */
-    alignas(64) vb_stats_t stats;      /* process-wide counters, see common/stats.h */
+    /* CLOCK_MONOTONIC ns of each broker's (by index) and the store's last
+     * tick, for the master's watchdog (ahead of time while one starts) */
+    alignas(64) _Atomic uint64_t beat_ns[VB_BEATS];
+    alignas(64) vb_stats_t stats; /* process-wide counters, see common/stats.h */
 } vb_shm_header_t;
 
 _Static_assert(offsetof(vb_shm_header_t, stats) % 64 == 0, "stats on their own line");

@@ -225,6 +225,7 @@ static void flush(store_t *st)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     store_t *st = arg;
+    vb_shm_beat(st->ctx->shm, VB_BEAT_STORE);
     for (uint32_t i = 0; i < st->nslots; i++) {
         scan_slot(st, i);
     }

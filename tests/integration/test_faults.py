@@ -118,9 +118,61 @@ class Faults(harness.ServerTestCase):
         self.assertCallsim(res, res.rc == 0, "callsim exit %s" % res.rc)
         self.assertEqual(len(new), 1)
         self.assertEqual(s.counter("broker_restarts"), restarts + 1)
-        # The echo comes back after the restart: in the audio each caller heard,
-        # every second from 1.5 s after the new broker until the end carries the
-        # caller's tones (as strongly as before the crash) and no holding tone.
+        self.assert_echo_back(res, out, t_launch, t_kill, t_back)
+
+    def test_stopped_broker_is_killed_by_the_watchdog_and_replaced(self):
+        """A broker whose loop stops (SIGSTOP stands for a hang) is killed
+        after watchdog_ms; the calls stay up and the echo comes back."""
+        s = self.server(workers=2, workers_min_spare=1, workers_max=6, brokers=1,
+                        watchdog_ms=1000)
+        out = os.path.join(s.dir, "heard.wav")
+        t_launch = time.monotonic()
+        run = s.callsim("--calls", 2, "--duration", 10, "--out", out, "--quiet",
+                        background=True)
+        t_up = self.wait_calls_up(s, run, 2)
+        old = s.pids("broker")
+        harness.wait_until(lambda: time.monotonic() - t_up > 2.5, 4, what="2.5 s of call")
+        t_stop = time.monotonic()
+        os.kill(old[0], signal.SIGSTOP)
+        new = harness.wait_until(lambda: [p for p in s.pids("broker") if p not in old], 3.0,
+                                 interval=0.02, what="a new broker within 3 s of the stop")
+        t_back = time.monotonic()
+        self.assertGreater(t_back - t_stop, 0.9, "killed before watchdog_ms")
+        res = run.wait(60)
+        self.assertCallsim(res, res["answered"] == 2 and res.rc == 0, "calls failed")
+        for pc in res.per_call():
+            self.assertCallsim(res, pc["close_code"] == 1000 and not pc["server_closed"],
+                               "call %s was closed by the server" % pc["call_id"])
+        self.assertEqual(s.counter("watchdog_kills"), 1)
+        self.assertIn("has not run its loop", s.log())
+        self.assertNotIn(old[0], s.pids("broker"), "the stopped broker is still there")
+        self.assert_echo_back(res, out, t_launch, t_stop, t_back)
+
+    def test_stopped_store_is_killed_by_the_watchdog_and_its_records_kept(self):
+        """Records written while the store is stopped wait in the rings; the
+        watchdog replaces the store and the new one writes them."""
+        s = self.server(workers=2, workers_min_spare=1, workers_max=6, watchdog_ms=1000)
+        (old,) = s.pids("store")
+        time.sleep(0.5)  # its loop runs (a store stuck before that gets 30 s of grace)
+        os.kill(old, signal.SIGSTOP)
+        res = s.callsim("--calls", 1, "--duration", 1, "--quiet", timeout=30)
+        self.assertCallsim(res, res["answered"] == 1 and res.rc == 0, "the call failed")
+        harness.wait_until(lambda: [p for p in s.pids("store") if p != old], 4.0,
+                           what="a new store within 4 s of the stop")
+        cid = res.per_call()[0]["call_id"]
+
+        def kinds():
+            return {r.get("type") for r in s.spool() if r.get("call_id") == cid}
+
+        harness.wait_until(lambda: {"call.started", "call.ended"} <= kinds(), 5,
+                           what="the call's records in the spool")
+        self.assertEqual(s.counter("watchdog_kills"), 1)
+
+    def assert_echo_back(self, res, out, t_launch, t_fault, t_back):
+        """The echo comes back after the restart: in the audio each caller heard,
+        every second from 1.5 s after the new broker until the end carries the
+        caller's tones (as strongly as before the fault) and no holding tone."""
+        t_kill = t_fault
         for n, pc in enumerate(res.per_call(), 1):
             rate, heard = read_wav(out.replace(".wav", "-%d.wav" % n))
             t0 = t_launch + (pc.get("webhook_ms", 0) + pc.get("connect_ms", 0)) / 1000.0

@@ -463,6 +463,28 @@ static void test_lifecycle(void **state)
     vb_shm_destroy(shm);
 }
 
+/* Heartbeats for the master's watchdog: a new process gets its grace ahead
+ * of time; a beat is the time of the tick; places do not share a beat. */
+static void test_heartbeats(void **state)
+{
+    (void)state;
+    vb_shm_t *shm = vb_shm_create(1);
+    assert_non_null(shm);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    assert_int_equal(vb_shm_last_beat(shm, 3), 0);
+    vb_shm_beat_ahead(shm, 3, 30000);
+    assert_true(vb_shm_last_beat(shm, 3) >= now + 29000000000ull);
+    vb_shm_beat(shm, 3);
+    uint64_t b = vb_shm_last_beat(shm, 3);
+    assert_true(b >= now && b < now + 5000000000ull);
+    vb_shm_beat(shm, VB_BEAT_STORE);
+    assert_true(vb_shm_last_beat(shm, VB_BEAT_STORE) >= b);
+    assert_int_equal(vb_shm_last_beat(shm, 0), 0);
+    vb_shm_destroy(shm);
+}
+
 static void test_broker_attach(void **state)
 {
     (void)state;
@@ -731,6 +753,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transcript, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overrun_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doorbell_fork, setup, teardown),
