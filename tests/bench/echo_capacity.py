@@ -3,7 +3,7 @@
 
 Starts the real server on loopback with an echo assistant, and for each step
 places N simultaneous echo calls with voxbridge-callsim (the load generator
-runs on the same machine; each call listens 200 ms after its last frame, so
+runs on the same machine; each call listens 1 s after its last frame, so
 audio in flight is counted and "lost" is exact). Prints, per step: calls
 answered, frames lost, gaps over 40 ms, outbound frame lateness (p99 of how
 long the simulated carrier's playout had been dry when each frame came), the
@@ -147,7 +147,7 @@ def run_step(build, proc, api, n, args):
         nice + [os.path.join(build, "voxbridge-callsim"), "--url", f"http://127.0.0.1:{api}",
          "--token", "bench-token", "--to", "+15550000001", "--calls", str(n),
          "--duration", str(args.duration), "--ramp-ms", str(args.ramp_ms),
-         "--phases", str(args.phases), "--tail-ms", "200", "--quiet"],
+         "--phases", str(args.phases), "--tail-ms", "1000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(args.ramp_ms * n / 1000 + args.duration / 2)
     busy = median(worker_pss(proc.pid))
