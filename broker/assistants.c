@@ -73,6 +73,8 @@ int vb_assistant_from_row(const PGresult *res, int row, vb_assistant_t *out)
     vb_pg_get_str(res, row, 7, out->language, sizeof(out->language));
     out->rate = (int)vb_pg_get_ll(res, row, 8);
     out->echo_delay_ms = (int)vb_pg_get_ll(res, row, 9);
+    out->barge_in_ms = (int)vb_pg_get_ll(res, row, 11);
+    out->end_silence_ms = (int)vb_pg_get_ll(res, row, 12);
     if (vb_pg_get_str(res, row, 10, out->intents_json, sizeof(out->intents_json)) < 0) {
         vb_log(VB_LOG_ERR, "assistant %s: intents larger than %d bytes; using none", out->name,
                VB_INTENTS_MAX - 1);

@@ -17,7 +17,7 @@ struct event_base;
 /* The columns vb_assistant_from_row() reads, in order, of "assistants a". */
 #define VB_ASSISTANT_COLUMNS                                                                   \
     "a.id, a.name, a.revision, a.mode, a.first_message, a.fallback, a.voice, a.language,"      \
-    " a.rate, a.echo_delay_ms, a.intents::text"
+    " a.rate, a.echo_delay_ms, a.intents::text, a.barge_in_ms, a.end_silence_ms"
 
 /* Row ROW of RES (VB_ASSISTANT_COLUMNS) into OUT. 0, or -E2BIG when the
  * intents do not fit (OUT then has none: "[]"). */

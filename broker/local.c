@@ -33,7 +33,6 @@
 #include <time.h>
 
 #define FRAME_NS 20000000ull
-#define BARGE_FRAMES (VB_LOCAL_BARGE_IN_MS / 20)
 #define CARRIER_FRAMES 5 /* agent audio that sits unplayed at the carrier (~100 ms) */
 #define NO_TIME (-1)
 
@@ -375,6 +374,14 @@ static void on_result(local_t *l, const vb_stt_result_t *r, uint64_t now)
 
 /* ---- the engine ------------------------------------------------------------------ */
 
+/* Caller frames of speech over the agent that interrupt it (the assistant's
+ * barge_in_ms; 0 from an old row or a test: VB_LOCAL_BARGE_IN_MS). */
+static uint32_t barge_frames(const vb_conv_t *c)
+{
+    int ms = c->asst.barge_in_ms > 0 ? c->asst.barge_in_ms : VB_LOCAL_BARGE_IN_MS;
+    return ms < 20 ? 1 : (uint32_t)ms / 20;
+}
+
 static void local_on_audio(vb_conv_t *c, const vb_audio_frame_t *f)
 {
     local_t *l = c->state;
@@ -383,7 +390,7 @@ static void local_on_audio(vb_conv_t *c, const vb_audio_frame_t *f)
     }
     int speaking = l->agent.active && l->agent.start_ns != 0;
     l->voice_run = speaking && (f->flags & VB_FRAME_VOICE) ? l->voice_run + 1 : 0;
-    if (l->voice_run >= BARGE_FRAMES) {
+    if (l->voice_run >= barge_frames(c)) {
         barge_in(l, vb_broker_now_ns());
     }
 }
@@ -455,6 +462,9 @@ static int open_streams(local_t *l)
         }
     }
     l->stt = svc.stt ? vb_stt_stream_new(svc.stt, phrases, n, wake, l) : NULL;
+    if (l->stt != NULL) {
+        vb_stt_set_end_silence(l->stt, l->c->asst.end_silence_ms);
+    }
     l->tts = svc.tts ? vb_tts_stream_new(svc.tts, wake, l) : NULL;
     free(phrases);
     return (svc.stt && !l->stt) || (svc.tts && !l->tts) ? -ENOMEM : 0;

@@ -1079,6 +1079,14 @@ fail:
     return NULL;
 }
 
+void vb_stt_set_end_silence(vb_stt_stream_t *s, int ms)
+{
+    vb_stt_t *t = s->stt;
+    pthread_mutex_lock(&t->mu);
+    s->end_silence_frames = (uint32_t)((ms > 0 ? ms : t->opts.end_silence_ms) / FRAME_MS);
+    pthread_mutex_unlock(&t->mu);
+}
+
 vb_stt_stream_t *vb_stt_stream_new(vb_stt_t *t, const char *const *phrases, size_t n,
                                    vb_stt_notify_fn notify, void *arg)
 {

@@ -84,6 +84,9 @@ void vb_stt_local_stop(vb_stt_t *stt);
  * for them at once so the first utterance pays nothing. NULL + ENOMEM. */
 vb_stt_stream_t *vb_stt_stream_new(vb_stt_t *stt, const char *const *phrases, size_t n,
                                    vb_stt_notify_fn notify, void *arg);
+/* The silence that ends an utterance on this stream (loop thread; 0: the
+ * service's end_silence_ms). */
+void vb_stt_set_end_silence(vb_stt_stream_t *s, int ms);
 /* Let go of the stream; the thread finishes with it and frees it. NULL allowed. */
 void vb_stt_stream_free(vb_stt_stream_t *s);
 

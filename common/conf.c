@@ -97,19 +97,26 @@ typedef struct {
     size_t offset;
     size_t size;
     const char *doc;
+    long lo, hi; /* T_INT */
 } asst_key_t;
 
 #define AOFF(f) offsetof(vb_assistant_t, f), sizeof(((vb_assistant_t *)0)->f)
 
 static const asst_key_t asst_keys[] = {
-    {"mode", T_STR, AOFF(mode), "echo (play the caller back) or local (offline voice)"},
-    {"first_message", T_STR, AOFF(first_message), "what the agent says when it answers"},
-    {"voice", T_STR, AOFF(voice), "espeak-ng voice of the local TTS"},
-    {"rate", T_INT, AOFF(rate), "words per minute of the local TTS (80-450)"},
-    {"echo_delay_ms", T_INT, AOFF(echo_delay_ms), "echo mode: delay before playback (0-5000)"},
-    {"fallback", T_STR, AOFF(fallback), "local mode: reply when no intent matches"},
-    {"language", T_STR, AOFF(language), "language of the assistant (BCP 47, e.g. en-US)"},
-    {"intents_file", T_STR, 0, 0, "local mode: JSON file of intents (patterns, reply, end_call)"},
+    {"mode", T_STR, AOFF(mode), "echo (play the caller back) or local (offline voice)", 0, 0},
+    {"first_message", T_STR, AOFF(first_message), "what the agent says when it answers", 0, 0},
+    {"voice", T_STR, AOFF(voice), "espeak-ng voice of the local TTS", 0, 0},
+    {"rate", T_INT, AOFF(rate), "words per minute of the local TTS (80-450)", 80, 450},
+    {"echo_delay_ms", T_INT, AOFF(echo_delay_ms), "echo mode: delay before playback (0-5000)",
+     0, 5000},
+    {"barge_in_ms", T_INT, AOFF(barge_in_ms),
+     "local mode: caller speech over the agent that interrupts it (60-5000, default 300)", 60,
+     5000},
+    {"end_silence_ms", T_INT, AOFF(end_silence_ms),
+     "local mode: silence that ends the caller's turn (200-5000, default 500)", 200, 5000},
+    {"fallback", T_STR, AOFF(fallback), "local mode: reply when no intent matches", 0, 0},
+    {"language", T_STR, AOFF(language), "language of the assistant (BCP 47, e.g. en-US)", 0, 0},
+    {"intents_file", T_STR, 0, 0, "local mode: JSON file of intents (patterns, reply, end_call)", 0, 0},
 };
 
 #define N_ASST_KEYS (sizeof(asst_keys) / sizeof(asst_keys[0]))
@@ -233,6 +240,8 @@ static vb_assistant_t *assistant_get(vb_conf_t *conf, const char *name, size_t n
     snprintf(a->language, sizeof(a->language), "en-US");
     snprintf(a->intents_json, sizeof(a->intents_json), "[]");
     a->rate = 175;
+    a->barge_in_ms = VB_BARGE_IN_MS_DEFAULT;
+    a->end_silence_ms = VB_END_SILENCE_MS_DEFAULT;
     return a;
 }
 
@@ -284,9 +293,8 @@ static int set_assistant_key(vb_assistant_t *a, const char *key, const char *v, 
         }
         char *field = (char *)a + k->offset;
         if (k->type == T_INT) {
-            long lo = strcmp(key, "rate") == 0 ? 80 : 0, hi = strcmp(key, "rate") == 0 ? 450 : 5000;
-            if (parse_long(v, lo, hi, &n) < 0) {
-                return fail(why, whylen, "expected a whole number from %ld to %ld", lo, hi);
+            if (parse_long(v, k->lo, k->hi, &n) < 0) {
+                return fail(why, whylen, "expected a whole number from %ld to %ld", k->lo, k->hi);
             }
             *(int *)field = (int)n;
             return 0;

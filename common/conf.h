@@ -14,6 +14,8 @@
 typedef enum { VB_ASSISTANT_ECHO = 0, VB_ASSISTANT_LOCAL = 1 } vb_assistant_mode_t;
 
 #define VB_INTENTS_MAX 8192
+#define VB_BARGE_IN_MS_DEFAULT 300    /* also the column default in sql/002 */
+#define VB_END_SILENCE_MS_DEFAULT 500 /* also the column default in sql/002 */
 
 typedef struct {
     char name[64];
@@ -26,6 +28,8 @@ typedef struct {
     char language[16];    /* BCP 47, e.g. en-US */
     int rate;             /* words per minute for the local voice */
     int echo_delay_ms;    /* echo mode: how long the broker holds audio before playing it back */
+    int barge_in_ms;      /* local: caller speech over the agent that interrupts it */
+    int end_silence_ms;   /* local: silence that ends the caller's turn */
     /* local engine intents, JSON: [{"name":"hours","patterns":["what are your hours",...],
      * "reply":"We are open ...","end_call":false}, ...] */
     char intents_json[VB_INTENTS_MAX];

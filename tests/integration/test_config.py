@@ -51,6 +51,18 @@ class ConfigCheck(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("key 'workers_max'", p.stderr)
 
+    def test_turn_taking_settings_of_an_assistant(self):
+        ok = ("assistant.tt.mode = local\nassistant.tt.barge_in_ms = 120\n"
+              "assistant.tt.end_silence_ms = 800\n")
+        path, p = self.check(self.good_text() + ok)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for key, bad in (("barge_in_ms", "40"), ("end_silence_ms", "100"),
+                         ("end_silence_ms", "9000")):
+            path, p = self.check(self.good_text() + "assistant.tt.%s = %s\n" % (key, bad))
+            self.assertEqual(p.returncode, 2, "%s = %s accepted" % (key, bad))
+            self.assertIn("key 'assistant.tt.%s'" % key, p.stderr)
+            self.assertIn("expected a whole number from", p.stderr)
+
     def test_missing_file_exits_2(self):
         p = subprocess.run([harness.voxbridge_bin(), "-t", "-c",
                             os.path.join(self.dir, "nope.conf")], capture_output=True,

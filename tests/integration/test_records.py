@@ -81,6 +81,17 @@ def shared_services():
     return _shared["pg"], _shared["rd"]
 
 
+
+def shipped_migrations():
+    """[version, name, sha256] of every migration the project ships, in order."""
+    out = []
+    for f in sorted(os.listdir(sql_dir())):
+        if f.endswith(".sql"):
+            with open(os.path.join(sql_dir(), f), "rb") as fh:
+                sha = hashlib.sha256(fh.read()).hexdigest()
+            out.append([str(int(f.split("_")[0])), f[:-4], sha])
+    return out
+
 class DatabaseTestCase(harness.ServerTestCase):
     """Each test gets a database of its own (a copy of the migrated template)
     and a Redis database number of its own."""
@@ -146,10 +157,18 @@ class Migrations(harness.ServerTestCase):
         for t in ("organizations", "api_keys", "assistants", "phone_numbers", "calls",
                   "call_status_events", "transcript_turns", "schema_migrations"):
             self.assertIn(t, tables)
-        with open(os.path.join(sql_dir(), "001_init.sql"), "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
-        self.assertEqual(self.pg.psql("SELECT version, name, checksum FROM schema_migrations"),
-                         [["1", "001_init", sha]])
+        shipped = shipped_migrations()
+        self.assertIn("applied 002_turn_taking", res.stdout)
+        self.assertEqual(self.pg.psql("SELECT version, name, checksum FROM schema_migrations "
+                                      "ORDER BY version"), shipped)
+        # turn-taking settings (002): defaults, and the bounds are enforced
+        self.assertEqual(self.pg.psql(
+            "INSERT INTO assistants (organization_id, name) VALUES (vb_default_org(), 'tt')"
+            " RETURNING barge_in_ms, end_silence_ms"), [["300", "500"]])
+        self.assertIsNone(self.pg.psql("UPDATE assistants SET barge_in_ms = 10 WHERE name = 'tt'",
+                                       check=False))
+        self.assertIsNone(self.pg.psql("UPDATE assistants SET end_silence_ms = 9000"
+                                       " WHERE name = 'tt'", check=False))
         # RLS is on for every tenant table
         rls = self.pg.psql("SELECT relname FROM pg_class WHERE relrowsecurity ORDER BY 1")
         self.assertEqual(len(rls), 7, rls)
@@ -157,7 +176,8 @@ class Migrations(harness.ServerTestCase):
         res = run_migrate(self.conf)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertIn("up to date", res.stdout)
-        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"), "1")
+        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"),
+                         str(len(shipped)))
         # a changed applied file is an error, and the next file is not applied
         sql = os.path.join(self.dir, "sql")
         shutil.copytree(sql_dir(), sql)
@@ -177,7 +197,8 @@ class Migrations(harness.ServerTestCase):
         self.assertEqual(res.returncode, 1, res.stdout)
         self.assertIn("900_next.sql:2", res.stderr)
         self.assertIsNone(self.pg.value("SELECT to_regclass('migrate_probe')"))
-        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"), "1")
+        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"),
+                         str(len(shipped)))
 
     def test_two_migrates_at_once_apply_each_file_once(self):
         sql = os.path.join(self.dir, "sql")
@@ -199,7 +220,8 @@ class Migrations(harness.ServerTestCase):
         applied = "".join(r.stdout for r in results)
         self.assertEqual(applied.count("applied 001_init"), 1, applied)
         self.assertEqual(applied.count("applied 900_slow"), 1, applied)
-        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"), "2")
+        self.assertEqual(self.pg.value("SELECT count(*) FROM schema_migrations"),
+                         str(len(shipped_migrations()) + 1))
 
 
 class Records(DatabaseTestCase):

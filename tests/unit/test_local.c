@@ -339,6 +339,30 @@ static void test_barge_in(void **state)
     assert_non_null(strstr(tr, "\nI::\nC:human:"));
 }
 
+/* The assistant's barge_in_ms decides: a line over the reply shorter than it
+ * interrupts nothing (and, overlapping the agent, is not taken as a turn). */
+static void test_barge_in_threshold_is_the_assistants(void **state)
+{
+    int first = call.nevents, clears = call.clears;
+    call.play_rate = 1;
+    call.conv.asst.barge_in_ms = 5000; /* longer than the caller's line */
+    say(L_BOOKING);
+    until_events(first + 1, 15);
+    check_caller_turn(first, "booking");
+    for (int k = 0; k < 25; k++) {
+        tick();
+    }
+    say(L_HUMAN);
+    until_events(first + 2, 20); /* the reply plays to its end */
+    check_agent_turn(first + 1, reply_of("booking"), 0);
+    assert_int_equal(call.clears, clears);
+    for (int k = 0; k < 100; k++) {
+        tick(); /* the line's recognition comes and is dropped */
+    }
+    assert_int_equal(call.nevents, first + 2);
+    call.conv.asst.barge_in_ms = 0;
+}
+
 static void test_no_intent_gets_fallback(void **state)
 {
     int first = call.nevents;
@@ -398,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_greeting),
         cmocka_unit_test(test_question_answered),
         cmocka_unit_test(test_barge_in),
+        cmocka_unit_test(test_barge_in_threshold_is_the_assistants),
         cmocka_unit_test(test_no_intent_gets_fallback),
         cmocka_unit_test(test_restart_carries_on),
         cmocka_unit_test(test_goodbye_hangs_up),
