@@ -63,6 +63,9 @@ static const conf_key_t conf_keys[] = {
      "calls one media worker serves at once (1 = a crash ends one call)"},
     {"brokers", T_AUTO_INT, OFF(brokers), "auto", 1, 256, 0, /* VB_MAX_BROKERS */
      "AI broker processes; auto = one per core"},
+    {"api_max_connections", T_INT, OFF(api_max_connections), "0", 0, 1000000, 1,
+     "open connections per api worker before the master answers 503 itself; 0 = what the "
+     "open-files limit leaves room for"},
     {"api_workers", T_INT, OFF(api_workers), "2", 1, 64, 1,
      "api worker processes (webhooks, REST, health, metrics)"},
     {"shutdown_timeout", T_INT, OFF(shutdown_timeout), "30", 0, 86400, 1,

@@ -60,6 +60,7 @@ typedef struct {
     int calls_per_worker;
     int brokers; /* 0 = auto */
     int api_workers;
+    int api_max_connections; /* per api worker; 0 = from the open-files limit */
     int shutdown_timeout; /* seconds */
     int watchdog_ms;      /* 0: off */
     int log_level;

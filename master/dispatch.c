@@ -15,16 +15,16 @@
 
 #define SLOT_RELEASE_TIMEOUT_S 10.0
 
-static void reply_busy(int fd)
+static void reply_busy(int fd, const char *why)
 {
-    static const char body[] = "{\"error\":{\"code\":\"busy\",\"message\":"
-                               "\"all media workers are busy\"}}\n";
-    char buf[512];
+    char body[160], buf[512];
+    int len = snprintf(body, sizeof(body),
+                       "{\"error\":{\"code\":\"busy\",\"message\":\"%s\"}}\n", why);
     int n = snprintf(buf, sizeof(buf),
                      "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
                      "Connection: close\r\n\r\n%s",
-                     sizeof(body) - 1, body);
+                     len, body);
     ssize_t w = write(fd, buf, (size_t)n);
     (void)w;
     close(fd);
@@ -59,13 +59,28 @@ static int find_free_slot(vb_master_t *m)
     return -1;
 }
 
+/* Every api worker at its cap (idle or slow clients holding connections):
+ * refuse here, before a worker runs out of file descriptors (its channel then
+ * drops connections and it stops answering, health checks included). */
+static void refuse_api(vb_master_t *m, int fd, int cap)
+{
+    static double last_log;
+    VB_STAT_INC(api_rejected_busy);
+    if (vb_now() - last_log > 10.0) {
+        last_log = vb_now();
+        vb_log(VB_LOG_WARN, "api connection refused with 503: every api worker holds %d "
+               "connections (api_max_connections)", cap);
+    }
+    reply_busy(fd, "all api workers are at their connection limit");
+}
+
 static void dispatch_api(vb_master_t *m, int fd)
 {
-    vb_child_t *c = pick_least_loaded(m, VB_ROLE_API, 0);
+    int cap = m->conf->api_max_connections > 0 ? m->conf->api_max_connections : m->api_cap_auto;
+    vb_child_t *c = pick_least_loaded(m, VB_ROLE_API, cap);
     vb_chan_msg_t msg = {.type = VB_CHAN_CONN, .listener = VB_LISTENER_API};
     if (c == NULL || vb_chan_send(c->chan, &msg, fd) < 0) {
-        VB_STAT_INC(calls_rejected_busy);
-        reply_busy(fd);
+        refuse_api(m, fd, cap);
         return;
     }
     c->load++;
@@ -89,7 +104,7 @@ static void dispatch_media(vb_master_t *m, int fd)
         VB_STAT_INC(calls_rejected_busy);
         vb_log(VB_LOG_WARN, "media connection refused with 503: %s",
                c == NULL ? "pool at workers_max" : "no free slot");
-        reply_busy(fd);
+        reply_busy(fd, "all media workers are busy");
         return;
     }
     vb_slot_t *s = vb_shm_slot(m->shm, (uint32_t)slot);

@@ -10,9 +10,11 @@
 #include "common/log.h"
 #include "common/stats.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +42,35 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
     vb_log(VB_LOG_ERR, "accept: %s", evutil_socket_error_to_string(err));
+}
+
+#define API_FD_RESERVE 64 /* an api worker's own: channel, database, logs, spares */
+
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    while (readdir(d) != NULL) {
+        n++;
+    }
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory's own */
+}
+
+/* What an api worker's open-files limit leaves for client connections: the
+ * limit, less what every child inherits (three eventfds per call slot, the
+ * listeners, the log) and a reserve of its own. */
+static int api_cap_from_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 1000000;
+    }
+    long room = (long)rl.rlim_cur - count_open_fds() - API_FD_RESERVE;
+    return room < 16 ? 16 : room > 1000000 ? 1000000 : (int)room;
 }
 
 static int open_listeners(vb_master_t *m)
@@ -246,6 +277,11 @@ static int setup(vb_master_t *m, vb_conf_t *conf)
     m->slot_ended_at = calloc((size_t)conf->slots, sizeof(double));
     if (pipe2(m->death_pipe, O_CLOEXEC) < 0 || open_listeners(m) < 0) {
         return -1;
+    }
+    m->api_cap_auto = api_cap_from_limit();
+    if (conf->api_max_connections == 0) {
+        vb_log(VB_LOG_INFO, "api workers take up to %d connections each (from the open-files "
+               "limit)", m->api_cap_auto);
     }
     add_signals(m);
     struct timeval tv = {0, TICK_MS * 1000};

@@ -28,6 +28,7 @@ struct vb_master {
     uint32_t *slot_owner_pid; /* slot -> worker pid (0 = free), master-local */
     double *slot_ended_at;    /* when the worker said DONE, for the ack timeout */
     int api_rr;
+    int api_cap_auto;    /* api_max_connections when the key is 0 (set at start) */
     int stopping;        /* 1 graceful (SIGTERM), 2 fast (SIGQUIT) */
     double stop_deadline;
     struct event *tick_ev;

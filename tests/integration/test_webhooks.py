@@ -1,6 +1,8 @@
 """Twilio webhooks as Twilio (or an attacker) sends them: signatures, routing by
 the called number, and the TwiML that connects the call's audio. Run by run.py."""
 
+import socket
+import time
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -89,6 +91,40 @@ class Webhooks(harness.ServerTestCase):
         m = self.s.metrics()
         self.assertIn("voxbridge_twilio_bad_signatures_total", m)
         self.assertIn("voxbridge_calls_started_total", m)
+
+
+class ApiConnectionCap(harness.ServerTestCase):
+    def test_idle_connections_beyond_the_cap_get_503_and_the_api_recovers(self):
+        """Clients holding connections open cannot exhaust an api worker's file
+        descriptors: past api_max_connections the master answers 503 itself,
+        and once they go the api answers again."""
+        s = self.server(api_workers=1, api_max_connections=5)
+        held = [socket.create_connection(("127.0.0.1", s.api_port), timeout=5)
+                for _ in range(5)]
+        time.sleep(0.3)  # the master has handed them all over
+        extra = socket.create_connection(("127.0.0.1", s.api_port), timeout=5)
+        extra.settimeout(5)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = extra.recv(1024)
+            if not chunk:
+                break
+            reply += chunk
+        extra.close()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503"), reply)
+        self.assertIn(b"Retry-After: 1", reply)
+        self.assertIn("api connection refused with 503", s.log())
+        for c in held:
+            c.close()
+
+        def health_ok():
+            try:
+                return s.http("GET", "/health/live")[0] == 200
+            except OSError:
+                return False
+        harness.wait_until(health_ok, 5, interval=0.2, what="the api to answer again")
+        # the refusal is counted (so may be a health probe that came before the closes)
+        self.assertGreaterEqual(s.counter("api_rejected_busy"), 1)
 
 
 if __name__ == "__main__":
