@@ -249,14 +249,22 @@ static void agent_end(local_t *l, uint64_t now, int interrupted, double heard)
     l->voice_run = 0;
 }
 
-static void barge_in(local_t *l, uint64_t now)
+/* The share of the reply in progress the caller has heard: what left the ring,
+ * less what still sits at the carrier, over the reply's length (what went out
+ * plus what is ready: synthesis runs far ahead). */
+static double heard_fraction(local_t *l)
 {
     agent_turn_t *a = &l->agent;
     uint32_t in_ring = vb_ring_count(vb_slot_ring(l->c->slot, VB_RING_AGENT_AUDIO));
-    /* the reply's length: what went out plus what is ready (synthesis runs far ahead) */
     uint32_t total = a->pushed + (l->tts ? vb_tts_ready(l->tts) : 0);
     uint32_t played =
         a->pushed > in_ring + CARRIER_FRAMES ? a->pushed - in_ring - CARRIER_FRAMES : 0;
+    return total ? (double)played / total : 0.0;
+}
+
+static void barge_in(local_t *l, uint64_t now)
+{
+    double heard = heard_fraction(l);
     if (l->tts != NULL) {
         vb_tts_cancel(l->tts);
     }
@@ -266,7 +274,7 @@ static void barge_in(local_t *l, uint64_t now)
         record_caller(l, 0);
     }
     vb_log(VB_LOG_DEBUG, "slot %u: caller barged in", l->c->slot_idx);
-    agent_end(l, now, 1, total ? (double)played / total : 0.0);
+    agent_end(l, now, 1, heard);
 }
 
 /* Start an agent turn saying TEXT (replacing one in progress). */
@@ -523,7 +531,7 @@ static void local_detach(vb_conv_t *c)
             record_caller(l, 0);
         }
         if (l->agent.active && l->agent.start_ns != 0) {
-            record_agent(l, vb_broker_now_ns(), 1, 0.0);
+            record_agent(l, vb_broker_now_ns(), 1, heard_fraction(l)); /* cut off by the end */
         }
     }
     local_free(l);

@@ -373,6 +373,31 @@ static void test_no_intent_gets_fallback(void **state)
     check_agent_turn(first + 1, "Sorry, I can only help with bookings.", 0);
 }
 
+/* The call ends while the agent speaks: the reply is on record, cut off, with
+ * the part the caller heard (what left the ring, less the carrier's ~100 ms). */
+static void test_call_end_records_what_was_heard(void **state)
+{
+    int first = call.nevents;
+    call.play_rate = 1;
+    say(L_BOOKING);
+    until_events(first + 1, 15);
+    check_caller_turn(first, "booking");
+    for (int k = 0; k < 50; k++) {
+        tick(); /* a second of the reply */
+    }
+    vb_engine_local.detach(&call.conv); /* as when the call ends */
+    call.conv.state = NULL;
+    take_worker_side();
+    assert_int_equal(call.nevents, first + 2);
+    check_agent_turn(first + 1, NULL, 1);
+    const char *heard = ev_str(first + 1, "text"), *full = reply_of("booking");
+    assert_true(strlen(heard) > 0 && strlen(heard) < strlen(full));
+    assert_true(strncmp(heard, full, strlen(heard)) == 0);
+    /* the same call goes on with a new engine (the worker took no more audio) */
+    vb_ring_discard(vb_slot_ring(call.conv.slot, VB_RING_AGENT_AUDIO));
+    assert_int_equal(vb_engine_local.attach(&call.conv), 0);
+}
+
 /* A new broker takes over the slot: no greeting, the turns go on from the transcript. */
 static void test_restart_carries_on(void **state)
 {
@@ -424,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_barge_in),
         cmocka_unit_test(test_barge_in_threshold_is_the_assistants),
         cmocka_unit_test(test_no_intent_gets_fallback),
+        cmocka_unit_test(test_call_end_records_what_was_heard),
         cmocka_unit_test(test_restart_carries_on),
         cmocka_unit_test(test_goodbye_hangs_up),
     };
