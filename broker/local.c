@@ -242,6 +242,9 @@ static void record_agent(local_t *l, uint64_t end, int interrupted, double heard
 static void agent_end(local_t *l, uint64_t now, int interrupted, double heard)
 {
     record_agent(l, now, interrupted, heard);
+    if (!interrupted) {
+        vb_transcript_finished(l->c->slot, &l->ts); /* barge_in wrote I:: */
+    }
     l->last_agent_start = l->agent.start_ns ? l->agent.start_ns : now;
     l->last_agent_end = now;
     l->last_agent_interrupted = interrupted;
@@ -260,6 +263,23 @@ static double heard_fraction(local_t *l)
     uint32_t played =
         a->pushed > in_ring + CARRIER_FRAMES ? a->pushed - in_ring - CARRIER_FRAMES : 0;
     return total ? (double)played / total : 0.0;
+}
+
+/* The broker before this one died while the agent spoke (the transcript has
+ * the reply's start and no end): the reply goes on record, cut off; what the
+ * caller heard of it died with that broker, so its text is empty. */
+static void record_lost_reply(local_t *l)
+{
+    uint64_t now = vb_broker_now_ns();
+    /* the reply answered the last caller line: its intent */
+    json_t *o = turn_base(l, "agent", l->ts.agent_turn, now, now, 1, l->ts.last_intent);
+    json_object_set_new(o, "planned_text", json_string(l->ts.agent_text));
+    json_object_set_new(o, "broker_restarted", json_true());
+    push_event(l, o, "");
+    json_decref(o);
+    vb_transcript_interrupted(l->c->slot, &l->ts);
+    vb_log(VB_LOG_NOTICE, "slot %u: the reply in progress when the broker died is recorded "
+           "as cut off", l->c->slot_idx);
 }
 
 static void barge_in(local_t *l, uint64_t now)
@@ -510,6 +530,9 @@ static int local_attach(vb_conv_t *c)
     if (vb_transcript_restore(c->slot, &l->ts)) {
         vb_log(VB_LOG_NOTICE, "slot %u: carrying on the conversation after %u turns",
                c->slot_idx, l->ts.turns);
+        if (l->ts.agent_open) {
+            record_lost_reply(l);
+        }
     } else if (c->asst.first_message[0] != '\0') {
         speak(l, c->asst.first_message, NULL, 0, vb_broker_now_ns());
     }
@@ -532,6 +555,7 @@ static void local_detach(vb_conv_t *c)
         }
         if (l->agent.active && l->agent.start_ns != 0) {
             record_agent(l, vb_broker_now_ns(), 1, heard_fraction(l)); /* cut off by the end */
+            vb_transcript_interrupted(l->c->slot, &l->ts); /* on record: not lost */
         }
     }
     local_free(l);

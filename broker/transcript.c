@@ -41,9 +41,16 @@ static void parse_line(const char *line, size_t len, vb_transcript_state_t *st)
         st->turns++;
         st->last_speaker = 'A';
         st->interrupted = 0;
+        st->agent_open = 1;
+        st->agent_turn = st->turns;
+        snprintf(st->agent_text, sizeof(st->agent_text), "%.*s", (int)(end - f2), f2);
         break;
     case 'I':
         st->interrupted = st->last_speaker == 'A';
+        st->agent_open = 0;
+        break;
+    case 'E':
+        st->agent_open = 0;
         break;
     default:
         break;
@@ -153,4 +160,10 @@ int vb_transcript_interrupted(vb_slot_t *slot, vb_transcript_state_t *st)
 {
     parse_line("I::", 3, st);
     return append(slot, "I::\n", 4);
+}
+
+int vb_transcript_finished(vb_slot_t *slot, vb_transcript_state_t *st)
+{
+    parse_line("E::", 3, st);
+    return append(slot, "E::\n", 4);
 }

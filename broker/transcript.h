@@ -4,6 +4,7 @@
  *     C:<intent>:<text>   a caller turn (intent empty when none matched)
  *     A::<text>           an agent turn, written when it starts
  *     I::                 the agent turn before was interrupted
+ *     E::                 the agent turn before was said to its end
  *     S:<turns>:<intent>  first line after compaction: turns and last intent of
  *                         the lines dropped
  * When a line does not fit, the oldest half of the lines is dropped (compaction).
@@ -23,6 +24,11 @@ typedef struct {
     char last_intent[64]; /* of the last caller turn that matched one, "" if none */
     char last_speaker;    /* 'A', 'C' or 0 when nothing was said */
     int interrupted;      /* the last agent turn was cut short */
+    /* the last agent turn has neither ended nor been interrupted: when a new
+     * broker finds this, the one before died while the agent spoke */
+    int agent_open;
+    uint32_t agent_turn;                        /* its turn number */
+    char agent_text[VB_TRANSCRIPT_TEXT_MAX + 1]; /* what it was to say */
 } vb_transcript_state_t;
 
 /* Rebuild the state from transcript text (tolerant: lines it does not know are
@@ -39,6 +45,8 @@ int vb_transcript_add(vb_slot_t *slot, vb_transcript_state_t *st, char speaker,
                       const char *intent, const char *text);
 /* Note that the last agent turn was interrupted. */
 int vb_transcript_interrupted(vb_slot_t *slot, vb_transcript_state_t *st);
+/* Note that the last agent turn was said to its end. */
+int vb_transcript_finished(vb_slot_t *slot, vb_transcript_state_t *st);
 
 /* Compaction on a buffer (for tests): keep the newer lines of TEXT (LEN bytes) that
  * fit, after an S: line for the ones dropped, in at most CAP / 2 bytes of OUT.

@@ -229,6 +229,11 @@ class Conversation(test_records.DatabaseTestCase):
         self.assertIn(reply_of("location"), replies)
         self.assertEqual(replies[-1], reply_of("goodbye"))
         self.assertEqual([t[0] for t in turns], list(range(1, len(turns) + 1)))
+        # the answer the dead broker was speaking is on record, cut off (what the
+        # caller heard of it died with that broker)
+        cut = [t for t in turns if t[1] == "agent" and t[3] == "hours"]
+        self.assertEqual(len(cut), 1, turns)
+        self.assertTrue(cut[0][7], "the answer cut by the broker's death: %s" % (cut[0],))
 
     def test_assistant_edited_in_postgres_is_used_by_the_next_call(self):
         aid = self.seed(first=SHORT_FIRST)

@@ -294,7 +294,7 @@ static void test_greeting(void **state)
     check_agent_turn(0, "Hello, thank you for calling.", 0);
     assert_true(call.played > 25); /* over half a second of speech */
     vb_slot_transcript_read(call.conv.slot, tr, sizeof(tr));
-    assert_string_equal(tr, "A::Hello, thank you for calling.\n");
+    assert_string_equal(tr, "A::Hello, thank you for calling.\nE::\n");
 }
 
 static void test_question_answered(void **state)
@@ -398,6 +398,31 @@ static void test_call_end_records_what_was_heard(void **state)
     assert_int_equal(vb_engine_local.attach(&call.conv), 0);
 }
 
+/* The broker before died while the agent spoke (its transcript ends with the
+ * reply's start): the new one records that reply, cut off, once. */
+static void test_reply_lost_with_a_broker_is_recorded(void **state)
+{
+    int first = call.nevents;
+    vb_engine_local.detach(&call.conv);
+    call.conv.state = NULL;
+    vb_transcript_state_t st;
+    vb_transcript_restore(call.conv.slot, &st);
+    vb_transcript_add(call.conv.slot, &st, 'A', NULL, "We are open nine to five.");
+    assert_int_equal(vb_engine_local.attach(&call.conv), 0); /* the new broker */
+    take_worker_side();
+    assert_int_equal(call.nevents, first + 1);
+    check_agent_turn(first, "", 1);
+    assert_int_equal(ev_int(first, "turn"), st.turns);
+    assert_string_equal(ev_str(first, "planned_text"), "We are open nine to five.");
+    assert_true(ev_bool(first, "broker_restarted"));
+    /* a third broker does not record it again */
+    vb_engine_local.detach(&call.conv);
+    call.conv.state = NULL;
+    assert_int_equal(vb_engine_local.attach(&call.conv), 0);
+    take_worker_side();
+    assert_int_equal(call.nevents, first + 1);
+}
+
 /* A new broker takes over the slot: no greeting, the turns go on from the transcript. */
 static void test_restart_carries_on(void **state)
 {
@@ -450,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_barge_in_threshold_is_the_assistants),
         cmocka_unit_test(test_no_intent_gets_fallback),
         cmocka_unit_test(test_call_end_records_what_was_heard),
+        cmocka_unit_test(test_reply_lost_with_a_broker_is_recorded),
         cmocka_unit_test(test_restart_carries_on),
         cmocka_unit_test(test_goodbye_hangs_up),
     };

@@ -80,6 +80,24 @@ static void test_parse_tolerant(void **state)
     assert_int_equal(st.last_speaker, 0);
 }
 
+/* An agent turn with no end line after it is one a broker died in. */
+static void test_open_agent_turn(void **state)
+{
+    vb_transcript_state_t st;
+    const char *open = "S:4:hours\nC:hours:when\nA::We open at nine.";
+    vb_transcript_parse(open, strlen(open), &st);
+    assert_true(st.agent_open);
+    assert_int_equal(st.agent_turn, 6);
+    assert_string_equal(st.agent_text, "We open at nine.");
+    const char *ended = "A::We open at nine.\nE::\nC:where:where";
+    vb_transcript_parse(ended, strlen(ended), &st);
+    assert_false(st.agent_open);
+    const char *cut = "A::We open at nine.\nI::";
+    vb_transcript_parse(cut, strlen(cut), &st);
+    assert_false(st.agent_open);
+    assert_true(st.interrupted);
+}
+
 /* Many turns: the area never overflows, the newest lines stay, the count goes on. */
 static void test_compaction(void **state)
 {
@@ -126,6 +144,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_and_state),
         cmocka_unit_test(test_parse_tolerant),
+        cmocka_unit_test(test_open_agent_turn),
         cmocka_unit_test(test_compaction),
         cmocka_unit_test(test_compact_buffer),
     };
