@@ -242,6 +242,8 @@ int vb_broker_main(vb_child_ctx_t *ctx)
     }
     signal(SIGPIPE, SIG_IGN);
     if (may_serve_local(b->conf)) {
+        vb_stt_opts_t stt = {.open_lm = b->conf->local_open_lm};
+        vb_local_configure(&stt);
         vb_local_prepare();
     }
     add_events(b);

@@ -197,6 +197,24 @@ class Conversation(test_records.DatabaseTestCase):
                                     % alive["call_id"]), "completed")
         self.check_conversation(res, alive, self.turns(alive["call_id"]), SHORT_FIRST, SCRIPT)
 
+    def test_without_the_open_model_the_intents_still_answer(self):
+        """local_open_lm = 0: a broker of a tenth of the size, and the lines an
+        intent covers are recognised and answered as before."""
+        self.seed(first=SHORT_FIRST)
+        s = self.db_server(extra={"local_open_lm": 0})
+        res = self.call(s, ["what are your opening hours", "goodbye"])
+        self.assertCallsim(res, res.rc == 0, "callsim exit %s" % res.rc)
+        (pc,) = res.per_call()
+        self.assertCallsim(res, pc["agent_hung_up"], "the agent did not end the call")
+        self.wait_ended([pc["call_id"]])
+        turns = self.turns(pc["call_id"])
+        self.assertEqual([t[3] for t in turns if t[1] == "caller"], ["hours", "goodbye"], turns)
+        self.assertIn(reply_of("hours"), [t[2] for t in turns if t[1] == "agent"])
+        (broker,) = s.pids("broker")
+        with open("/proc/%d/smaps_rollup" % broker) as f:
+            pss = next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        self.assertLess(pss, 60 * 1024, "broker PSS %d KiB: the open model was loaded" % pss)
+
     def test_kill_9_of_the_broker_carries_the_conversation_on(self):
         self.seed(first=SHORT_FIRST)
         s = self.db_server()
