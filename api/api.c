@@ -3,10 +3,12 @@
  * each is an HTTP/1.1 keep-alive connection handled by common/httpd. */
 #include "api/api.h"
 #include "api/db.h"
+#include "api/peers.h"
 #include "common/chan.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/role.h"
+#include "common/stats.h"
 #include "common/tls.h"
 
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -77,12 +80,38 @@ static void maybe_exit(api_t *a)
     }
 }
 
-static void on_conn_close(void *arg)
+/* The master counts our connections: tell it one is gone. */
+static void tell_closed(api_t *a)
 {
     vb_chan_msg_t msg = {.type = VB_CHAN_CLOSED};
-    vb_chan_send(api.ctx->chan, &msg, -1);
+    vb_chan_send(a->ctx->chan, &msg, -1);
+}
+
+typedef struct {
+    uint32_t peer; /* its place in the per-address count (api/peers.h) */
+} conn_t;
+
+static void on_conn_close(void *arg)
+{
+    conn_t *cn = arg;
+    vb_peers_give(cn->peer);
+    free(cn);
+    tell_closed(&api);
     api.conns--;
     maybe_exit(&api);
+}
+
+static void refuse_peer(api_t *a, int fd)
+{
+    static time_t last_log;
+    VB_STAT_INC(api_rejected_per_ip);
+    if (time(NULL) - last_log >= 10) {
+        last_log = time(NULL);
+        vb_log(VB_LOG_WARN, "api connection refused with 503: its address holds %d connections "
+               "(api_max_connections_per_ip)", a->ctx->conf->api_max_connections_per_ip);
+    }
+    vb_http_busy_fd(fd, "too many connections from this address");
+    tell_closed(a);
 }
 
 static void on_conn(api_t *a, int fd)
@@ -92,9 +121,23 @@ static void on_conn(api_t *a, int fd)
                             .max_body_bytes = (size_t)conf->http_max_body_bytes,
                             .request_timeout_s = conf->http_request_timeout,
                             .idle_timeout_s = conf->http_idle_timeout};
-    if (vb_http_conn_new(a->base, fd, a->tls, &lim, on_request, on_conn_close, a) == NULL) {
-        vb_chan_msg_t msg = {.type = VB_CHAN_CLOSED};
-        vb_chan_send(a->ctx->chan, &msg, -1);
+    uint32_t peer;
+    if (vb_peers_take(fd, (uint32_t)conf->api_max_connections_per_ip, &peer) < 0) {
+        refuse_peer(a, fd);
+        return;
+    }
+    conn_t *cn = malloc(sizeof(*cn));
+    if (cn != NULL) {
+        cn->peer = peer;
+    }
+    if (cn == NULL || vb_http_conn_new(a->base, fd, a->tls, &lim, on_request, on_conn_close,
+                                       cn) == NULL) {
+        vb_peers_give(peer);
+        if (cn == NULL) {
+            close(fd);
+        }
+        free(cn);
+        tell_closed(a);
         return;
     }
     a->conns++;

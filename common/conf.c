@@ -69,6 +69,9 @@ static const conf_key_t conf_keys[] = {
     {"local_open_lm", T_INT, OFF(local_open_lm), "1", 0, 1, 0,
      "offline STT: 1 also loads the open language model (about 95 MB per broker) for lines "
      "no intent covers; 0 recognises the intents' phrases only"},
+    {"api_max_connections_per_ip", T_INT, OFF(api_max_connections_per_ip), "0", 0, 1000000, 1,
+     "open connections one client address may hold in each api worker (503 past it); 0 = no "
+     "limit. Leave 0 behind a reverse proxy or load balancer: every client is its address"},
     {"api_workers", T_INT, OFF(api_workers), "2", 1, 64, 1,
      "api worker processes (webhooks, REST, health, metrics)"},
     {"shutdown_timeout", T_INT, OFF(shutdown_timeout), "30", 0, 86400, 1,

@@ -62,6 +62,7 @@ typedef struct {
     int api_workers;
     int api_max_connections; /* per api worker; 0 = from the open-files limit */
     int local_open_lm;       /* offline STT loads the open language model */
+    int api_max_connections_per_ip; /* per api worker; 0 = no limit */
     int shutdown_timeout; /* seconds */
     int watchdog_ms;      /* 0: off */
     int log_level;

@@ -545,3 +545,18 @@ int vb_http_conn_is_tls(const vb_http_conn_t *c)
 {
     return c->is_tls;
 }
+
+void vb_http_busy_fd(int fd, const char *message)
+{
+    char body[160], buf[512];
+    int len = snprintf(body, sizeof(body),
+                       "{\"error\":{\"code\":\"busy\",\"message\":\"%s\"}}\n", message);
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     len, body);
+    ssize_t w = write(fd, buf, (size_t)n); /* best effort: the socket is fresh */
+    (void)w;
+    close(fd);
+}

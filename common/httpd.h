@@ -48,6 +48,10 @@ vb_http_conn_t *vb_http_conn_new(struct event_base *base, int fd, SSL_CTX *tls,
 /* Answer the pending request. CONTENT_TYPE may be NULL (no header). Adds
  * Content-Length, Date, and Connection: close when the connection will close;
  * a HEAD request gets no body. EXTRA_HEADERS: "K: v\r\n..." or NULL. */
+/* Refuse a raw connection FD before it is served: 503, Retry-After: 1, a JSON
+ * error with code "busy" and MESSAGE (JSON-safe text); closes FD. */
+void vb_http_busy_fd(int fd, const char *message);
+
 void vb_http_reply(vb_http_conn_t *c, int status, const char *content_type, const void *body,
                    size_t len, const char *extra_headers);
 

@@ -28,6 +28,7 @@
     X(calls_ended, "media calls ended")                                                      \
     X(calls_rejected_busy, "media connections refused with 503: pool at its maximum")        \
     X(api_rejected_busy, "api connections refused with 503: every api worker at its cap")    \
+    X(api_rejected_per_ip, "api connections refused with 503: their address at its cap")      \
     X(calls_failed, "calls ended by a crash of their worker")                                \
     X(worker_crashes, "child processes that died abnormally")                                \
     X(broker_restarts, "AI broker processes restarted")                                      \

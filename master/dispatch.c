@@ -5,6 +5,7 @@
  * Also releases slots once the broker and the store have let go of them. */
 #include "master/master_int.h"
 #include "common/chan.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/stats.h"
 
@@ -14,21 +15,6 @@
 #include <unistd.h>
 
 #define SLOT_RELEASE_TIMEOUT_S 10.0
-
-static void reply_busy(int fd, const char *why)
-{
-    char body[160], buf[512];
-    int len = snprintf(body, sizeof(body),
-                       "{\"error\":{\"code\":\"busy\",\"message\":\"%s\"}}\n", why);
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     len, body);
-    ssize_t w = write(fd, buf, (size_t)n);
-    (void)w;
-    close(fd);
-}
 
 static vb_child_t *pick_least_loaded(vb_master_t *m, vb_role_t role, int max_load)
 {
@@ -71,7 +57,7 @@ static void refuse_api(vb_master_t *m, int fd, int cap)
         vb_log(VB_LOG_WARN, "api connection refused with 503: every api worker holds %d "
                "connections (api_max_connections)", cap);
     }
-    reply_busy(fd, "all api workers are at their connection limit");
+    vb_http_busy_fd(fd, "all api workers are at their connection limit");
 }
 
 static void dispatch_api(vb_master_t *m, int fd)
@@ -104,7 +90,7 @@ static void dispatch_media(vb_master_t *m, int fd)
         VB_STAT_INC(calls_rejected_busy);
         vb_log(VB_LOG_WARN, "media connection refused with 503: %s",
                c == NULL ? "pool at workers_max" : "no free slot");
-        reply_busy(fd, "all media workers are busy");
+        vb_http_busy_fd(fd, "all media workers are busy");
         return;
     }
     vb_slot_t *s = vb_shm_slot(m->shm, (uint32_t)slot);

@@ -8,4 +8,4 @@ voxbridge_SOURCES = master/main.c
 voxbridge_LDADD = $(VB_LIBS)
 libvb_a_SOURCES += worker/worker.c worker/call.c worker/call.h worker/call_int.h worker/pump.c \
 	broker/broker.c broker/engine.h broker/echo.c store/store.c \
-	api/api.c api/api.h api/twilio_hooks.c api/health.c
+	api/api.c api/api.h api/peers.c api/peers.h api/twilio_hooks.c api/health.c

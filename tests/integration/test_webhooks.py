@@ -130,5 +130,50 @@ class ApiConnectionCap(harness.ServerTestCase):
         # /metrics is on the api too: read once it answers
         self.assertGreaterEqual(s.counter("api_rejected_busy"), len(refused))
 
+    def test_one_address_is_capped_and_others_are_still_served(self):
+        """api_max_connections_per_ip: one client address holding connections
+        open (a slowloris) gets 503 past the cap, while a request from another
+        address is answered at once."""
+        s = self.server(api_workers=1, api_max_connections_per_ip=3)
+        held, refused = [], []
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", s.api_port), timeout=5)
+            c.settimeout(0.5)
+            try:
+                reply = c.recv(1024)
+            except socket.timeout:
+                held.append(c)
+                continue
+            refused.append(reply)
+            c.close()
+        self.assertLessEqual(len(held), 3, "more connections held than the cap")
+        self.assertGreaterEqual(len(refused), 5)
+        for reply in refused:
+            self.assertTrue(reply.startswith(b"HTTP/1.1 503"), reply)
+            self.assertIn(b"too many connections from this address", reply)
+        # another address (127.0.0.2 is loopback too) is served meanwhile
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.settimeout(5)
+        t0 = time.monotonic()
+        other.connect(("127.0.0.1", s.api_port))
+        other.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = other.recv(1024)
+        other.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertIn("its address holds 3 connections", s.log())
+        for c in held:
+            c.close()
+
+        def health_ok():
+            try:
+                return s.http("GET", "/health/live")[0] == 200
+            except OSError:
+                return False
+        harness.wait_until(health_ok, 5, interval=0.2, what="the address to be served again")
+        self.assertGreaterEqual(s.counter("api_rejected_per_ip"), len(refused))
+
+
 if __name__ == "__main__":
     unittest.main()
