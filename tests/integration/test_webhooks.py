@@ -94,15 +94,12 @@ class Webhooks(harness.ServerTestCase):
 
 
 class ApiConnectionCap(harness.ServerTestCase):
-    def test_idle_connections_beyond_the_cap_get_503_and_the_api_recovers(self):
-        """Clients holding connections open cannot exhaust an api worker's file
-        descriptors: past api_max_connections the master answers 503 itself,
-        and once they go the api answers again."""
-        s = self.server(api_workers=1, api_max_connections=5)
+    def open_idle(self, s, n):
+        """N connections opened one at a time and left idle: (held, replies of
+        the refused ones). A refused one has its 503 at once, a held one stays
+        silent (a start-up request of the harness may still count a moment)."""
         held, refused = [], []
-        # one at a time: a refused one has its 503 at once, a held one stays
-        # silent (the harness's own start-up requests may still count a moment)
-        for _ in range(10):
+        for _ in range(n):
             c = socket.create_connection(("127.0.0.1", s.api_port), timeout=5)
             c.settimeout(0.5)
             try:
@@ -112,12 +109,12 @@ class ApiConnectionCap(harness.ServerTestCase):
                 continue
             refused.append(reply)
             c.close()
-        self.assertLessEqual(len(held), 5, "more connections held than the cap")
-        self.assertGreaterEqual(len(refused), 5, "refused: %d" % len(refused))
         for reply in refused:
             self.assertTrue(reply.startswith(b"HTTP/1.1 503"), reply)
             self.assertIn(b"Retry-After: 1", reply)
-        self.assertIn("api connection refused with 503", s.log())
+        return held, refused
+
+    def close_and_wait_served(self, s, held):
         for c in held:
             c.close()
 
@@ -127,6 +124,17 @@ class ApiConnectionCap(harness.ServerTestCase):
             except OSError:
                 return False
         harness.wait_until(health_ok, 5, interval=0.2, what="the api to answer again")
+
+    def test_idle_connections_beyond_the_cap_get_503_and_the_api_recovers(self):
+        """Clients holding connections open cannot exhaust an api worker's file
+        descriptors: past api_max_connections the master answers 503 itself,
+        and once they go the api answers again."""
+        s = self.server(api_workers=1, api_max_connections=5)
+        held, refused = self.open_idle(s, 10)
+        self.assertLessEqual(len(held), 5, "more connections held than the cap")
+        self.assertGreaterEqual(len(refused), 5, "refused: %d" % len(refused))
+        self.assertIn("api connection refused with 503", s.log())
+        self.close_and_wait_served(s, held)
         # /metrics is on the api too: read once it answers
         self.assertGreaterEqual(s.counter("api_rejected_busy"), len(refused))
 
@@ -135,21 +143,10 @@ class ApiConnectionCap(harness.ServerTestCase):
         open (a slowloris) gets 503 past the cap, while a request from another
         address is answered at once."""
         s = self.server(api_workers=1, api_max_connections_per_ip=3)
-        held, refused = [], []
-        for _ in range(8):
-            c = socket.create_connection(("127.0.0.1", s.api_port), timeout=5)
-            c.settimeout(0.5)
-            try:
-                reply = c.recv(1024)
-            except socket.timeout:
-                held.append(c)
-                continue
-            refused.append(reply)
-            c.close()
+        held, refused = self.open_idle(s, 8)
         self.assertLessEqual(len(held), 3, "more connections held than the cap")
         self.assertGreaterEqual(len(refused), 5)
         for reply in refused:
-            self.assertTrue(reply.startswith(b"HTTP/1.1 503"), reply)
             self.assertIn(b"too many connections from this address", reply)
         # another address (127.0.0.2 is loopback too) is served meanwhile
         other = socket.socket()
@@ -163,17 +160,8 @@ class ApiConnectionCap(harness.ServerTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertIn("its address holds 3 connections", s.log())
-        for c in held:
-            c.close()
-
-        def health_ok():
-            try:
-                return s.http("GET", "/health/live")[0] == 200
-            except OSError:
-                return False
-        harness.wait_until(health_ok, 5, interval=0.2, what="the address to be served again")
+        self.close_and_wait_served(s, held)
         self.assertGreaterEqual(s.counter("api_rejected_per_ip"), len(refused))
-
 
 if __name__ == "__main__":
     unittest.main()
