@@ -85,22 +85,18 @@ static int beat_of(vb_role_t role, int index)
  * workers to hold their calls until the new one takes over. */
 void vb_master_watchdog(vb_master_t *m)
 {
-    uint64_t limit = (uint64_t)m->conf->watchdog_ms * 1000000ull;
+    uint64_t limit = (uint64_t)m->conf->watchdog_ms;
     if (limit == 0) {
         return;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     for (int i = 0; i < m->nchildren; i++) {
         vb_child_t *c = m->children[i];
         int beat = beat_of(c->role, c->index);
-        uint64_t last = beat >= 0 ? vb_shm_last_beat(m->shm, beat) : 0;
-        if (beat < 0 || now <= last || now - last < limit || c->quitting) {
+        if (beat < 0 || c->quitting || !vb_shm_beat_stale(m->shm, beat, limit)) {
             continue;
         }
-        vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms: killing it",
-               vb_role_name(c->role), (int)c->pid, (unsigned long long)((now - last) / 1000000));
+        vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms or more: killing it",
+               vb_role_name(c->role), (int)c->pid, (unsigned long long)limit);
         VB_STAT_INC(watchdog_kills);
         vb_shm_beat_ahead(m->shm, beat, WATCHDOG_START_GRACE_MS); /* once */
         kill(c->pid, SIGKILL);

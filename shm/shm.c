@@ -292,6 +292,12 @@ uint64_t vb_shm_last_beat(vb_shm_t *shm, int who)
     return atomic_load_explicit(&header(shm)->beat_ns[who], memory_order_relaxed);
 }
 
+int vb_shm_beat_stale(vb_shm_t *shm, int who, uint64_t limit_ms)
+{
+    uint64_t now = mono_ns(), last = vb_shm_last_beat(shm, who);
+    return now > last && now - last >= limit_ms * 1000000ull;
+}
+
 void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms)
 {
     VB_ASSERT(who >= 0 && who < VB_BEATS);

@@ -44,6 +44,8 @@ vb_stats_t *vb_shm_stats(vb_shm_t *shm);
  * process in that place, sets it GRACE_MS ahead (time to load models). */
 void vb_shm_beat(vb_shm_t *shm, int who);
 uint64_t vb_shm_last_beat(vb_shm_t *shm, int who);
+/* 1 when WHO's last beat is LIMIT_MS old or older (0 while it is ahead). */
+int vb_shm_beat_stale(vb_shm_t *shm, int who, uint64_t limit_ms);
 void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms);
 /* NULL when idx >= nslots. */
 vb_slot_t *vb_shm_slot(vb_shm_t *shm, uint32_t idx);

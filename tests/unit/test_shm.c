@@ -476,9 +476,14 @@ static void test_heartbeats(void **state)
     assert_int_equal(vb_shm_last_beat(shm, 3), 0);
     vb_shm_beat_ahead(shm, 3, 30000);
     assert_true(vb_shm_last_beat(shm, 3) >= now + 29000000000ull);
+    assert_false(vb_shm_beat_stale(shm, 3, 1)); /* ahead: never stale */
     vb_shm_beat(shm, 3);
     uint64_t b = vb_shm_last_beat(shm, 3);
     assert_true(b >= now && b < now + 5000000000ull);
+    assert_false(vb_shm_beat_stale(shm, 3, 60000));
+    struct timespec nap = {0, 20000000};
+    nanosleep(&nap, NULL);
+    assert_true(vb_shm_beat_stale(shm, 3, 10));
     vb_shm_beat(shm, VB_BEAT_STORE);
     assert_true(vb_shm_last_beat(shm, VB_BEAT_STORE) >= b);
     assert_int_equal(vb_shm_last_beat(shm, 0), 0);
