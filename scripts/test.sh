@@ -14,50 +14,52 @@ unit_fail=$(( $(sed -n 's/^# FAIL: *//p' test-suite.log | head -1) + $(sed -n 's
 grep -E '^(PASS|FAIL|ERROR)' test-suite.log tests/unit/*.log 2>/dev/null | grep -E 'FAIL|ERROR' | head -20
 [ "$unit_fail" = 0 ] || cat test-suite.log | tail -60
 echo "unit tests: ${unit_pass:-0} passed, ${unit_fail} failed"
-# (tee to a file, not to /dev/stderr: when stderr is a file, reopening it
-# writes from offset 0 over what was already logged)
-"$top/tests/integration/run.sh" "$build" >"$build/integration.log" 2>&1
-cat "$build/integration.log"
-out=$(tail -1 "$build/integration.log")
-int_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
-int_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
-[ -n "$int_pass" ] || { int_pass=0; int_fail=1; }
+pass=${unit_pass:-0}
+fail=$unit_fail
+
+# A suite that ends with "N passed, N failed", logged to LOG and shown; its
+# counts are added (no such last line: one failure). Logged to a file, not
+# teed to /dev/stderr: when stderr is a file, reopening it writes from offset
+# 0 over what was already logged.
+suite() {
+    log=$1
+    shift
+    "$@" >"$log" 2>&1
+    cat "$log"
+    out=$(tail -1 "$log")
+    p=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
+    f=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
+    [ -n "$p" ] || { p=0; f=1; }
+    pass=$((pass + p))
+    fail=$((fail + f))
+}
+
+# One check: NAME passes when the command succeeds; else the last lines of LOG.
+check() {
+    name=$1 log=$2 lines=$3
+    shift 3
+    if "$@"; then
+        pass=$((pass + 1)); echo "PASS  $name"
+    else
+        fail=$((fail + 1)); echo "FAIL  $name"; tail -"$lines" "$log" 2>/dev/null
+    fi
+}
+
+suite "$build/integration.log" "$top/tests/integration/run.sh" "$build"
 # The packages: build the .deb and the rpm, install, run, reload, purge (root
 # only; it says why it skips otherwise), and make distcheck.
-"$top/tests/packaging/run.sh" "$build" >"$build/packaging.log" 2>&1
-cat "$build/packaging.log"
-out=$(tail -1 "$build/packaging.log")
-pkg_pass=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
-pkg_fail=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
-[ -n "$pkg_pass" ] || { pkg_pass=0; pkg_fail=1; }
-int_pass=$((int_pass + pkg_pass))
-int_fail=$((int_fail + pkg_fail))
-if make -C "$build" distcheck >"$build/distcheck.log" 2>&1; then
-    int_pass=$((int_pass + 1)); echo "PASS  make distcheck"
-else
-    int_fail=$((int_fail + 1)); echo "FAIL  make distcheck"; tail -40 "$build/distcheck.log"
-fi
+suite "$build/packaging.log" "$top/tests/packaging/run.sh" "$build"
+check "make distcheck" "$build/distcheck.log" 40 \
+    sh -c 'make -C "$1" distcheck >"$1/distcheck.log" 2>&1' sh "$build"
 
 # Extra rounds (CI, or VB_FULL=1): the unit tests again under ASan+UBSan, and
 # every fuzz target replaying its committed corpus once.
-extra_pass=0
-extra_fail=0
 if [ "${CI:-}" = true ] || [ "${VB_FULL:-}" = 1 ]; then
-    if VB_CONFIGURE_FLAGS=--enable-sanitizers "$top/scripts/build.sh" "$build-san" &&
-        (cd "$build-san" && make -j"$(nproc)" check >/dev/null 2>&1); then
-        extra_pass=$((extra_pass + 1)); echo "PASS  unit tests under ASan+UBSan"
-    else
-        extra_fail=$((extra_fail + 1)); echo "FAIL  unit tests under ASan+UBSan"
-        tail -40 "$build-san/test-suite.log" 2>/dev/null
-    fi
-    if (cd "$build" && make fuzz-net-replay fuzz-media-replay >fuzz-replay.log 2>&1); then
-        extra_pass=$((extra_pass + 1)); echo "PASS  fuzz corpora replay"
-    else
-        extra_fail=$((extra_fail + 1)); echo "FAIL  fuzz corpora replay"
-        tail -30 "$build/fuzz-replay.log"
-    fi
+    check "unit tests under ASan+UBSan" "$build-san/test-suite.log" 40 \
+        sh -c 'VB_CONFIGURE_FLAGS=--enable-sanitizers "$1/scripts/build.sh" "$2-san" &&
+               cd "$2-san" && make -j"$(nproc)" check >/dev/null 2>&1' sh "$top" "$build"
+    check "fuzz corpora replay" "$build/fuzz-replay.log" 30 \
+        sh -c 'cd "$1" && make fuzz-net-replay fuzz-media-replay >fuzz-replay.log 2>&1' sh "$build"
 fi
-pass=$(( ${unit_pass:-0} + int_pass + extra_pass ))
-fail=$(( unit_fail + int_fail + extra_fail ))
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
