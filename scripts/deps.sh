@@ -6,7 +6,8 @@ PKGS="build-essential autoconf automake libtool pkg-config
   libevent-dev libssl-dev libpq-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   libopus-dev libspeexdsp-dev libwslay-dev libcmocka-dev
   espeak-ng libespeak-ng-dev pocketsphinx libpocketsphinx-dev pocketsphinx-en-us
-  postgresql redis-server sox python3 procps curl openssl clang libclang-rt-14-dev"
+  postgresql redis-server sox python3 procps curl openssl clang libclang-rt-14-dev
+  faketime wrk nghttp2-client slowhttptest"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=""
