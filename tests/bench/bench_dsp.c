@@ -223,6 +223,7 @@ int main(int argc, char **argv)
            frames);
     printf("stages:%48s %8s\n", "best", "mean");
     bench_codec(frames);
+    bench_resample(frames, 2);
     bench_resample(frames, 3);
     bench_resample(frames, 4);
     bench_preprocess(frames, 16000, 1, 0);

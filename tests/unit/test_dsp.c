@@ -1,5 +1,5 @@
 /* Unit tests for worker/dsp: exact frame sizes, silence stays silent, a 1 kHz tone
- * survives 8k -> 16k -> 8k, the VAD tells a speech-like signal from background noise,
+ * survives 8k -> 16k -> 8k, the phone band passes flat without images or aliases, the VAD tells a speech-like signal from background noise,
  * reset gives a fresh state, and the echo canceller removes a delayed echo of the
  * agent's audio. Signals are synthesised with a fixed seed. */
 #include <math.h>
@@ -181,6 +181,88 @@ static void test_tone_round_trip(void **state)
     vb_dsp_free(d);
 }
 
+/* Amplitude of frequency F (Hz) in X (N samples at FS), by the Goertzel recurrence. */
+static double tone_level(const int16_t *x, size_t n, double f, double fs)
+{
+    double c = 2 * cos(2 * PI * f / fs), s1 = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s0 = x[i] + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    return sqrt(s1 * s1 + s2 * s2 - c * s1 * s2) / ((double)n / 2);
+}
+
+static double db(double ratio)
+{
+    return 20 * log10(ratio + 1e-12);
+}
+
+/* Inbound, a tone of F Hz for 1 s: its level and its image (at 8000 - F) in the 16 kHz
+ * output, relative to the input, in dB. */
+static void inbound_response(double f, double *pass, double *image)
+{
+    vb_dsp_opts_t o = {0, 0, 0, 0};
+    vb_dsp_t *d = vb_dsp_new(&o);
+    static int16_t out[50 * 320];
+    int16_t pcm8[160];
+    uint8_t u[160];
+    for (int k = 0; k < 50; k++) {
+        for (int i = 0; i < 160; i++) {
+            pcm8[i] = clip16(10000 * sin(2 * PI * f * (k * 160 + i) / 8000.0));
+        }
+        vb_ulaw_encode(pcm8, 160, u);
+        int voice;
+        vb_dsp_inbound(d, u, out + k * 320, &voice);
+    }
+    *pass = db(tone_level(out + 3200, 12800, f, 16000) / 10000);
+    *image = db(tone_level(out + 3200, 12800, 8000 - f, 16000) / 10000);
+    vb_dsp_free(d);
+}
+
+/* Outbound, a 16 kHz tone of F Hz for 1 s: its level at 8 kHz, in dB, at F (in band) or
+ * at its alias 8000 - F (above 4 kHz). */
+static double outbound_response(double f)
+{
+    vb_dsp_opts_t o = {0, 0, 0, 0};
+    vb_dsp_t *d = vb_dsp_new(&o);
+    static int16_t back[50 * 160];
+    int16_t pcm16[320];
+    uint8_t u[160];
+    for (int k = 0; k < 50; k++) {
+        for (int i = 0; i < 320; i++) {
+            pcm16[i] = clip16(10000 * sin(2 * PI * f * (k * 320 + i) / 16000.0));
+        }
+        vb_dsp_outbound(d, pcm16, u);
+        vb_ulaw_decode(u, 160, back + k * 160);
+    }
+    vb_dsp_free(d);
+    return db(tone_level(back + 1600, 6400, f < 4000 ? f : 8000 - f, 8000) / 10000);
+}
+
+/* What the resampler quality must keep, for a phone line: the band up to 3.3 kHz flat
+ * within 0.5 dB each way, and images and aliases at least 55 dB down, well under
+ * G.711's own noise (about 38 dB below a full-scale tone). */
+static void test_phone_band_response(void **state)
+{
+    (void)state;
+    static const double in_band[] = {300, 1000, 2000, 3000, 3300};
+    for (size_t i = 0; i < sizeof(in_band) / sizeof(in_band[0]); i++) {
+        double pass, image, out = outbound_response(in_band[i]);
+        inbound_response(in_band[i], &pass, &image);
+        print_message("%4.0f Hz: in %.2f dB (image %.0f dB), out %.2f dB\n", in_band[i], pass,
+                      image, out);
+        assert_true(fabs(pass) < 0.5 && fabs(out) < 0.5);
+        assert_true(image < -55);
+    }
+    static const double above[] = {4600, 5000, 6000, 7000};
+    for (size_t i = 0; i < sizeof(above) / sizeof(above[0]); i++) {
+        double alias = outbound_response(above[i]);
+        print_message("%4.0f Hz at 16 kHz: alias %.0f dB\n", above[i], alias);
+        assert_true(alias < -55);
+    }
+}
+
 /* Fraction of frames flagged as voice over frames [FROM, TO) of background noise (about
  * -43 dBFS, above the level gate), with the speech-like signal on top when SPEECH. */
 static void run_vad(vb_dsp_t *d, int from, int to, int speech, double *frac)
@@ -342,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_frame_sizes),
         cmocka_unit_test(test_silence_stays_silent),
         cmocka_unit_test(test_tone_round_trip),
+        cmocka_unit_test(test_phone_band_response),
         cmocka_unit_test(test_vad),
         cmocka_unit_test(test_level_gate_without_vad),
         cmocka_unit_test(test_reset_is_fresh),
