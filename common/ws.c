@@ -50,6 +50,7 @@ enum {
 #define MAX_RESP_HEADERS 64
 #define RAW_READ_BYTES 16384
 #define DIRECT_FRAME_MAX 4096 /* client frames up to this size are masked on the stack */
+#define CORK_BYTES 2048        /* frames held while corked (a media frame and a mark) */
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -83,6 +84,10 @@ struct vb_ws {
     int msg_fail;   /* the message went over the cap: drop the rest */
     struct event *kick;
     struct event *timer;
+    /* vb_ws_cork: whole frames held back, to go out in one send at uncork */
+    int corked;
+    size_t cork_len;
+    uint8_t cork[CORK_BYTES];
     /* client */
     char key[32];
     char *host_header, *request_target, *extra_headers;
@@ -94,6 +99,7 @@ struct vb_ws {
 
 static void pump(vb_ws_t *ws);
 static int random_mask(uint8_t *buf, size_t len);
+static void cork_flush(vb_ws_t *ws);
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -204,6 +210,10 @@ static void drop_bev(vb_ws_t *ws, int flush)
         ws->rd = NULL;
     }
     ws->raw_len = 0;
+    if (flush) {
+        cork_flush(ws);
+    }
+    ws->cork_len = 0;
     if (ws->bev == NULL) {
         return;
     }
@@ -287,6 +297,7 @@ static void fail_raw(vb_ws_t *ws, int code, const char *reason)
         f[7] = (uint8_t)((code & 0xff) ^ mask[1]);
     }
     if (ws->out != NULL && !wslay_event_get_close_sent(ws->ctx)) {
+        cork_flush(ws);
         evbuffer_add(ws->out, f, ws->is_server ? 4 : 8);
     }
     count_close(code);
@@ -371,6 +382,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
                        void *user)
 {
     vb_ws_t *ws = user;
+    cork_flush(ws);
     if (ws->out == NULL || evbuffer_add(ws->out, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -1039,33 +1051,58 @@ int vb_ws_mem_feed(vb_ws_t *ws, const uint8_t *data, size_t len)
 
 /* ---- public -------------------------------------------------------------------------- */
 
-/* A plain-TCP socket with nothing queued takes a frame with one writev():
+/* A plain-TCP socket with nothing queued takes a frame with one sendmsg():
  * going through the bufferevent instead costs an epoll_ctl pair and an extra
- * wake-up per 20 ms frame. Returns the bytes written (0 when it did not try);
- * the caller queues the rest, so the order of bytes is kept. */
-static size_t write_now(vb_ws_t *ws, const uint8_t *h, size_t n, const uint8_t *data,
-                        size_t len)
+ * wake-up per 20 ms frame. */
+static int can_write_now(const vb_ws_t *ws)
 {
-    if (ws->mem || ws->bev == NULL || bufferevent_openssl_get_ssl(ws->bev) != NULL ||
-        evbuffer_get_length(ws->out) != 0) {
-        return 0;
-    }
-    struct iovec iov[2] = {{(void *)h, n}, {(void *)data, len}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-    ssize_t w = sendmsg(bufferevent_getfd(ws->bev), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    return w > 0 ? (size_t)w : 0;
+    return !ws->mem && ws->bev != NULL && bufferevent_openssl_get_ssl(ws->bev) == NULL &&
+           evbuffer_get_length(ws->out) == 0;
 }
 
-/* Header H (N bytes) and payload: written at once when the socket takes them,
- * the rest queued behind, so the order of bytes is kept. */
+/* Writes what the socket takes of IOV now (when it can) and queues the rest
+ * behind, so the order of bytes is kept. */
+static void write_or_queue(vb_ws_t *ws, const struct iovec *iov, int n)
+{
+    size_t done = 0;
+    if (can_write_now(ws)) {
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(bufferevent_getfd(ws->bev), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        done = w > 0 ? (size_t)w : 0;
+    }
+    for (int i = 0; i < n && ws->out != NULL; i++) {
+        size_t skip = done < iov[i].iov_len ? done : iov[i].iov_len;
+        done -= skip;
+        evbuffer_add(ws->out, (const uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+    }
+}
+
+/* Frames held by vb_ws_cork go out (or are queued) now. Everything that adds
+ * to the output buffer calls this first. */
+static void cork_flush(vb_ws_t *ws)
+{
+    if (ws->cork_len == 0) {
+        return;
+    }
+    struct iovec iov[1] = {{ws->cork, ws->cork_len}};
+    ws->cork_len = 0;
+    write_or_queue(ws, iov, 1);
+}
+
+/* Header H (N bytes) and payload: held while corked and there is room (only
+ * when nothing is queued, so they cannot overtake it), else written with
+ * whatever the cork held. */
 static void queue_frame(vb_ws_t *ws, const uint8_t *h, size_t n, const uint8_t *data, size_t len)
 {
-    size_t sent = write_now(ws, h, n, data, len);
-    if (sent < n) {
-        evbuffer_add(ws->out, h + sent, n - sent);
-        sent = n;
+    if (ws->corked && can_write_now(ws) && ws->cork_len + n + len <= sizeof(ws->cork)) {
+        memcpy(ws->cork + ws->cork_len, h, n);
+        memcpy(ws->cork + ws->cork_len + n, data, len);
+        ws->cork_len += n + len;
+        return;
     }
-    evbuffer_add(ws->out, data + (sent - n), len - (sent - n));
+    struct iovec iov[3] = {{ws->cork, ws->cork_len}, {(void *)h, n}, {(void *)data, len}};
+    ws->cork_len = 0;
+    write_or_queue(ws, iov, 3);
 }
 
 /* Client payload bytes, masked; AT is the offset of SRC in the payload. */
@@ -1110,6 +1147,7 @@ static void send_direct(vb_ws_t *ws, int opcode, const uint8_t *data, size_t len
         queue_frame(ws, h, n, body, len);
         return;
     }
+    cork_flush(ws);
     evbuffer_add(ws->out, h, n);
     struct evbuffer_iovec v[2];
     int nv = evbuffer_reserve_space(ws->out, (ev_ssize_t)len, v, 2);
@@ -1198,11 +1236,22 @@ void vb_ws_abort(vb_ws_t *ws)
 
 size_t vb_ws_out_pending(const vb_ws_t *ws)
 {
-    size_t n = ws->out ? evbuffer_get_length(ws->out) : 0;
+    size_t n = ws->cork_len + (ws->out ? evbuffer_get_length(ws->out) : 0);
     if (ws->ctx != NULL) {
         n += wslay_event_get_queued_msg_length(ws->ctx);
     }
     return n;
+}
+
+void vb_ws_cork(vb_ws_t *ws)
+{
+    ws->corked = 1;
+}
+
+void vb_ws_uncork(vb_ws_t *ws)
+{
+    ws->corked = 0;
+    cork_flush(ws);
 }
 
 void vb_ws_set_arg(vb_ws_t *ws, void *arg)

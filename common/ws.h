@@ -84,6 +84,12 @@ int vb_ws_close(vb_ws_t *ws, int code, const char *reason);
 void vb_ws_abort(vb_ws_t *ws);
 /* Bytes queued, not yet written to the socket. */
 size_t vb_ws_out_pending(const vb_ws_t *ws);
+/* Between cork and uncork, small data frames (up to 2 KiB in all) are held and
+ * then written with one send: a media frame and the mark after it leave as one
+ * TCP segment instead of two. Anything else sent meanwhile (a large frame, a
+ * ping, a close) first lets the held frames go, so the order is kept. */
+void vb_ws_cork(vb_ws_t *ws);
+void vb_ws_uncork(vb_ws_t *ws);
 void vb_ws_set_arg(vb_ws_t *ws, void *arg);
 
 /* Output cap for vb_ws_send (default VB_WS_DEFAULT_MAX_OUT). */

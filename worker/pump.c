@@ -127,6 +127,7 @@ void vb_call_pump_out(vb_call_t *call)
     }
     uint8_t ulaw[160];
     int sent = 0;
+    vb_ws_cork(call->ws); /* the frames and their mark leave in one segment */
     while (call->drain_at_ns - now < cap && vb_ws_out_pending(call->ws) < WS_BACKLOG_MAX &&
            next_frame(call, ulaw)) {
         send_text(call, vb_ms_build_media(call->out, sizeof(call->out), call->stream_sid, ulaw,
@@ -139,6 +140,7 @@ void vb_call_pump_out(vb_call_t *call)
     if (sent > 0 && call->frames_sent - call->last_mark_frames >= MARK_EVERY_FRAMES) {
         send_mark(call);
     }
+    vb_ws_uncork(call->ws);
 }
 
 /* Notice a broker that died (the master bumps broker_epoch) and one that took

@@ -168,6 +168,47 @@ static void test_echo_and_client_close(void **state)
     assert_int_equal(E.srv.closed, 1);
 }
 
+/* Corked frames wait for uncork and then arrive in order; a close while corked
+ * lets them go first. */
+static void test_cork(void **state)
+{
+    connect_client("/cork", NULL);
+    assert_int_equal(nt_wait_flag(E.base, &E.cli.open, T_MS), 0);
+    assert_int_equal(nt_wait_flag(E.base, &E.srv.open, T_MS), 0);
+    vb_ws_t *srv = E.srv.ws;
+    vb_ws_cork(srv);
+    assert_int_equal(vb_ws_send(srv, 1, "one", 3), 0);
+    assert_int_equal(vb_ws_send(srv, 1, "two", 3), 0);
+    assert_true(vb_ws_out_pending(srv) > 0);
+    assert_int_not_equal(nt_wait_flag(E.base, &E.cli.nmsg, 100), 0); /* nothing left yet */
+    vb_ws_uncork(srv);
+    assert_int_equal(vb_ws_out_pending(srv), 0);
+    for (int i = 0; i < 50 && E.cli.nmsg < 2; i++) {
+        event_base_loop(E.base, EVLOOP_ONCE);
+    }
+    assert_int_equal(E.cli.nmsg, 2);
+    assert_memory_equal(E.cli.last, "two", 3);
+    assert_int_equal(vb_ws_send(srv, 1, "now", 3), 0); /* uncorked: written at once */
+    assert_int_equal(vb_ws_out_pending(srv), 0);
+    for (int i = 0; i < 50 && E.cli.nmsg < 3; i++) {
+        event_base_loop(E.base, EVLOOP_ONCE);
+    }
+    assert_int_equal(E.cli.nmsg, 3);
+    /* More than the cork holds, then a close: all of it, in order, then the close. */
+    E.cli.nmsg = 0;
+    vb_ws_cork(srv);
+    static uint8_t big[1500];
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(vb_ws_send(srv, 0, big, sizeof(big)), 0);
+    assert_int_equal(vb_ws_send(srv, 0, big, sizeof(big)), 0);
+    assert_int_equal(vb_ws_send(srv, 1, "last", 4), 0);
+    assert_int_equal(vb_ws_close(srv, 1000, "bye"), 0);
+    assert_int_equal(nt_wait_flag(E.base, &E.cli.closed, T_MS), 0);
+    assert_int_equal(E.cli.nmsg, 3);
+    assert_memory_equal(E.cli.last, "last", 4);
+    assert_int_equal(E.cli.code, 1000);
+}
+
 static void test_server_close(void **state)
 {
     connect_client("/echo", NULL);
@@ -559,6 +600,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN); /* as every role does: a closed peer is an error code */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo_and_client_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cork, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big_fragmented, setup, teardown),
