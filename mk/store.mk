@@ -10,7 +10,7 @@ libvb_a_SOURCES += common/pg.c common/pg.h common/redisc.c common/redisc.h \
 	master/migrate.c master/migrate.h
 
 sqldir = $(pkgdatadir)/sql
-dist_sql_DATA = sql/001_init.sql sql/002_turn_taking.sql
+dist_sql_DATA = sql/001_init.sql sql/002_turn_taking.sql sql/003_cut_replies.sql
 
 check_PROGRAMS += tests/unit/test_store
 TESTS += tests/unit/test_store

@@ -45,7 +45,8 @@ const char vb_rec_sql_call_started[] =
     " carrier_call_sid = EXCLUDED.carrier_call_sid, stream_sid = EXCLUDED.stream_sid,"
     " started_at = EXCLUDED.started_at, answered_at = EXCLUDED.answered_at,"
     " status = CASE WHEN calls.ended_at IS NULL THEN EXCLUDED.status ELSE calls.status END,"
-    " duration_ms = (extract(epoch FROM calls.ended_at - EXCLUDED.answered_at) * 1000)::bigint,"
+    " duration_ms = COALESCE(calls.duration_ms,"
+    " (extract(epoch FROM calls.ended_at - EXCLUDED.answered_at) * 1000)::bigint),"
     " updated_at = now() "
     "WHERE calls.started_at IS NULL";
 
@@ -54,21 +55,24 @@ const char vb_rec_sql_turns_org[] =
     "UPDATE transcript_turns t SET organization_id = c.organization_id FROM calls c"
     " WHERE c.id = $1::uuid AND t.call_id = c.id AND t.organization_id <> c.organization_id";
 
-/* $1 call_id, $2 t_ns, $3 reason, $4 failed, $5 media stats (JSON). The first
- * end wins; a failure wins over a carrier's terminal status. */
+/* $1 call_id, $2 t_ns, $3 reason, $4 failed, $5 media stats (JSON), $6 the
+ * length measured on the monotonic clock (NULL when the store did not see the
+ * start: then the difference of the wall-clock stamps, which a clock step in
+ * between skews). The first end wins; a failure wins over a carrier's
+ * terminal status. */
 const char vb_rec_sql_call_ended[] =
     "INSERT INTO calls AS c (id, organization_id, status, ended_at, end_reason, failed,"
-    " media_stats) "
+    " media_stats, duration_ms) "
     "VALUES ($1::uuid, vb_default_org(),"
     " CASE WHEN $4::boolean THEN 'failed' ELSE 'completed' END,"
-    " vb_ts_ns($2::bigint), $3, $4::boolean, $5::jsonb) "
+    " vb_ts_ns($2::bigint), $3, $4::boolean, $5::jsonb, $6::bigint) "
     "ON CONFLICT (id) DO UPDATE SET"
     " ended_at = EXCLUDED.ended_at, end_reason = EXCLUDED.end_reason,"
     " failed = EXCLUDED.failed, media_stats = EXCLUDED.media_stats,"
     " status = CASE WHEN EXCLUDED.failed THEN 'failed'"
     " WHEN vb_call_status_rank(c.status) >= 10 THEN c.status ELSE 'completed' END,"
-    " duration_ms = (extract(epoch FROM EXCLUDED.ended_at"
-    " - COALESCE(c.answered_at, c.started_at)) * 1000)::bigint,"
+    " duration_ms = COALESCE($6::bigint, (extract(epoch FROM EXCLUDED.ended_at"
+    " - COALESCE(c.answered_at, c.started_at)) * 1000)::bigint),"
     " updated_at = now() "
     "WHERE c.ended_at IS NULL";
 
@@ -78,17 +82,19 @@ const char vb_rec_sql_call_placeholder[] =
     "ON CONFLICT (id) DO NOTHING";
 
 /* $1 call_id, $2 t_ns, $3 speaker, $4 text, $5 start_ms, $6 end_ms, $7 interrupted,
- * $8 intent, $9 stt_ms, $10 v2v_ms, $11 llm_first_token_ms, $12 tts_first_audio_ms.
+ * $8 intent, $9 stt_ms, $10 v2v_ms, $11 llm_first_token_ms, $12 tts_first_audio_ms,
+ * $13 planned_text, $14 broker_restarted (sql/003_cut_replies.sql).
  * seq follows the turns already stored for the call: records are applied in
  * spool order, so it is the order they were said in. */
 const char vb_rec_sql_turn[] =
     "INSERT INTO transcript_turns (organization_id, call_id, seq, speaker, text, start_ms,"
     " end_ms, interrupted, intent, stt_ms, v2v_ms, llm_first_token_ms, tts_first_audio_ms,"
-    " event_ns) "
+    " planned_text, broker_restarted, event_ns) "
     "SELECT c.organization_id, c.id,"
     " COALESCE((SELECT max(t.seq) FROM transcript_turns t WHERE t.call_id = c.id), 0) + 1,"
     " $3, $4, $5::bigint, $6::bigint, COALESCE($7::boolean, false), $8, $9::integer,"
-    " $10::integer, $11::integer, $12::integer, $2::bigint "
+    " $10::integer, $11::integer, $12::integer, $13, COALESCE($14::boolean, false),"
+    " $2::bigint "
     "FROM calls c WHERE c.id = $1::uuid "
     "ON CONFLICT DO NOTHING";
 
@@ -270,6 +276,7 @@ static void map_ended(builder_t *b, const char *t)
     rec->failed = json_is_true(f);
     bool_field(b, 3, "failed", 0);
     media_stats(b, 4);
+    num_field(b, 5, "duration_ms");
 }
 
 static void map_turn(builder_t *b, const char *t)
@@ -291,6 +298,8 @@ static void map_turn(builder_t *b, const char *t)
     num_field(b, 9, "v2v_ms");
     num_field(b, 10, "llm_first_token_ms");
     num_field(b, 11, "tts_first_audio_ms");
+    str_field(b, 12, "planned_text", NULL, 0);
+    bool_field(b, 13, "broker_restarted", 0);
 }
 
 static vb_rec_kind_t kind_of(const char *type)

@@ -11,7 +11,7 @@
 #include "common/pg.h"
 
 #define VB_REC_MAX_STMTS 2
-#define VB_REC_MAX_PARAMS 12
+#define VB_REC_MAX_PARAMS 14
 
 typedef enum {
     VB_REC_OTHER = 0,    /* kept in the spool, nothing to write (timing, usage...) */

@@ -83,6 +83,13 @@ class Conversation(test_records.DatabaseTestCase):
                  None if r[5] is None else int(r[5]), None if r[6] is None else int(r[6]),
                  r[7] == "t") for r in rows]
 
+    def cut_replies(self, call_id):
+        """{seq: (planned_text, broker_restarted)} of the call's interrupted turns."""
+        rows = self.sql(
+            "SELECT seq, planned_text, broker_restarted FROM transcript_turns"
+            " WHERE call_id = '%s' AND interrupted ORDER BY seq" % call_id)
+        return {int(r[0]): (r[1], r[2] == "t") for r in rows}
+
     def wait_ended(self, call_ids, timeout=15):
         ids = ",".join("'%s'" % c for c in call_ids)
         self.wait_rows("SELECT count(*) FROM calls WHERE id IN (%s) AND ended_at IS NOT NULL"
@@ -192,6 +199,9 @@ class Conversation(test_records.DatabaseTestCase):
         seq, speaker, text, intent, start, end, v2v, interrupted = turns[2]
         self.assertEqual((speaker, intent, interrupted), ("agent", "hours", True), turns[2])
         self.assertTrue(reply_of("hours").startswith(text), turns[2])
+        # what it meant to say is kept beside it; a worker's death is not a broker's
+        self.assertEqual(self.cut_replies(dead["call_id"]).get(seq),
+                         (reply_of("hours"), False), turns)
         # the other call went on to its goodbye
         self.assertEqual(self.value("SELECT status FROM calls WHERE id = '%s'"
                                     % alive["call_id"]), "completed")
@@ -252,6 +262,8 @@ class Conversation(test_records.DatabaseTestCase):
         cut = [t for t in turns if t[1] == "agent" and t[3] == "hours"]
         self.assertEqual(len(cut), 1, turns)
         self.assertTrue(cut[0][7], "the answer cut by the broker's death: %s" % (cut[0],))
+        self.assertEqual(self.cut_replies(pc["call_id"]).get(cut[0][0]),
+                         (reply_of("hours"), True), turns)
 
     def test_assistant_edited_in_postgres_is_used_by_the_next_call(self):
         aid = self.seed(first=SHORT_FIRST)

@@ -159,6 +159,7 @@ class Migrations(harness.ServerTestCase):
             self.assertIn(t, tables)
         shipped = shipped_migrations()
         self.assertIn("applied 002_turn_taking", res.stdout)
+        self.assertIn("applied 003_cut_replies", res.stdout)
         self.assertEqual(self.pg.psql("SELECT version, name, checksum FROM schema_migrations "
                                       "ORDER BY version"), shipped)
         # turn-taking settings (002): defaults, and the bounds are enforced

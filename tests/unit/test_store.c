@@ -291,7 +291,9 @@ static void test_rec_turn(void **state)
     assert_int_equal(parse("{\"t\":9,\"type\":\"turn\",\"call_id\":\"" CALL_ID
                            "\",\"speaker\":\"agent\",\"text\":\"We are \\\"open\\\" 9-5\","
                            "\"start_ms\":1200,\"end_ms\":2500.4,\"interrupted\":true,"
-                           "\"intent\":\"hours\",\"stt_ms\":null,\"v2v_ms\":640}"),
+                           "\"intent\":\"hours\",\"stt_ms\":null,\"v2v_ms\":640,"
+                           "\"planned_text\":\"We are \\\"open\\\" 9-5 on weekdays\","
+                           "\"broker_restarted\":true}"),
                      0);
     assert_int_equal(rec.kind, VB_REC_TURN);
     assert_int_equal(rec.nstmts, 2);
@@ -299,7 +301,7 @@ static void test_rec_turn(void **state)
     assert_int_equal(rec.stmts[0].nparams, 1);
     assert_string_equal(rec.stmts[0].values[0], CALL_ID);
     assert_ptr_equal(rec.stmts[1].sql, vb_rec_sql_turn);
-    assert_int_equal(rec.stmts[1].nparams, 12);
+    assert_int_equal(rec.stmts[1].nparams, 14);
     const char *const *v = rec.stmts[1].values;
     assert_string_equal(v[1], "9");
     assert_string_equal(v[2], "agent");
@@ -312,12 +314,16 @@ static void test_rec_turn(void **state)
     assert_string_equal(v[9], "640");
     assert_null(v[10]); /* absent */
     assert_null(v[11]);
+    assert_string_equal(v[12], "We are \"open\" 9-5 on weekdays");
+    assert_string_equal(v[13], "true");
     /* the caller's turn, minimal */
     assert_int_equal(parse("{\"t\":9,\"type\":\"turn\",\"call_id\":\"" CALL_ID
                            "\",\"speaker\":\"caller\",\"text\":\"hi\"}"),
                      0);
     assert_string_equal(rec.stmts[1].values[6], "false");
     assert_null(rec.stmts[1].values[7]);
+    assert_null(rec.stmts[1].values[12]); /* not cut off: nothing planned beyond the text */
+    assert_string_equal(rec.stmts[1].values[13], "false");
     /* a turn needs a speaker it knows and a text */
     assert_int_equal(parse("{\"t\":9,\"type\":\"turn\",\"call_id\":\"" CALL_ID
                            "\",\"speaker\":\"robot\",\"text\":\"hi\"}"),
