@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,14 +104,41 @@ static void on_conn_close(void *arg)
 
 static void refuse_peer(api_t *a, int fd)
 {
-    static time_t last_log;
+    static vb_log_limit_t limit;
     VB_STAT_INC(api_rejected_per_ip);
-    if (time(NULL) - last_log >= 10) {
-        last_log = time(NULL);
+    if (vb_log_limit(&limit, 1, 10, NULL)) {
         vb_log(VB_LOG_WARN, "api connection refused with 503: its address holds %d connections "
                "(api_max_connections_per_ip)", a->ctx->conf->api_max_connections_per_ip);
     }
     vb_http_busy_fd(fd, "too many connections from this address");
+    tell_closed(a);
+}
+
+/* Address space a request may take (parsing, OpenSSL's HMAC, the reply). */
+#define CONN_HEADROOM_BYTES (1u << 20)
+
+static int memory_headroom(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return 0;
+    }
+    munmap(p, bytes);
+    return 1;
+}
+
+/* Short of memory: 503 now (written without allocating) rather than a
+ * connection dropped half-way or a wrong answer (a failed HMAC is no
+ * "invalid signature"). The worker stays: memory may come back. */
+static void refuse_nomem(api_t *a, int fd)
+{
+    static vb_log_limit_t limit;
+    VB_STAT_INC(rejected_nomem);
+    if (vb_log_limit(&limit, 1, 10, NULL)) {
+        vb_log(VB_LOG_ERR, "api connection refused with 503: out of memory (cannot map %u KB)",
+               CONN_HEADROOM_BYTES / 1024);
+    }
+    vb_http_busy_fd(fd, "the api worker is out of memory");
     tell_closed(a);
 }
 
@@ -122,6 +150,10 @@ static void on_conn(api_t *a, int fd)
                             .request_timeout_s = conf->http_request_timeout,
                             .idle_timeout_s = conf->http_idle_timeout};
     uint32_t peer;
+    if (!memory_headroom(CONN_HEADROOM_BYTES)) {
+        refuse_nomem(a, fd);
+        return;
+    }
     if (vb_peers_take(fd, (uint32_t)conf->api_max_connections_per_ip, &peer) < 0) {
         refuse_peer(a, fd);
         return;
@@ -148,8 +180,15 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
     api_t *a = arg;
     vb_chan_msg_t msg;
     int passed, rc;
-    while ((rc = vb_chan_recv(fd, &msg, &passed)) == 0) {
-        if (msg.type == VB_CHAN_CONN && passed >= 0) {
+    while ((rc = vb_chan_recv(fd, &msg, &passed)) == 0 || rc == -EPROTO || rc == -EMFILE) {
+        if (rc == -EMFILE) {
+            tell_closed(a); /* the master counted a connection that never came */
+            continue;
+        }
+        if (rc < 0) {
+            continue; /* malformed: counted and logged */
+        }
+        if (msg.type == VB_CHAN_CONN && passed >= 0 && msg.listener == VB_LISTENER_API) {
             on_conn(a, passed);
             continue;
         }
@@ -160,6 +199,8 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
             a->quitting = 1;
         } else if (msg.type == VB_CHAN_REOPEN_LOGS) {
             vb_log_reopen();
+        } else {
+            vb_chan_bad("a message api workers do not take", (ssize_t)sizeof(msg));
         }
     }
     if (rc == -EPIPE) {

@@ -191,8 +191,12 @@ static int sig_matches(const char *token, const char *url, const vb_form_t *para
                        const char *header, size_t hlen)
 {
     char sig[64];
-    if (url == NULL || vb_twilio_sign(token, url, params, sig) < 0) {
+    if (url == NULL) {
         return 0;
+    }
+    int rc = vb_twilio_sign(token, url, params, sig);
+    if (rc < 0) {
+        return rc; /* not a mismatch: the signature could not be computed */
     }
     return hlen == VB_TWILIO_SIG_LEN && CRYPTO_memcmp(sig, header, hlen) == 0;
 }
@@ -227,7 +231,7 @@ int vb_twilio_validate(const char *token, const char *url, const vb_form_t *para
         return 0;
     }
     int ok = sig_matches(token, url, params, signature_header, hlen);
-    if (!ok) {
+    if (ok == 0) {
         char *alt = url_port_variant(url);
         ok = sig_matches(token, alt, params, signature_header, hlen);
         free(alt);

@@ -23,7 +23,9 @@ int vb_twilio_sign(const char *token, const char *url, const vb_form_t *params, 
  * bodySHA256=<hex sha256(BODY)>, which is checked, and the URL alone is signed; a
  * non-empty body without bodySHA256 is refused. A URL with the default port of its scheme
  * (:443 for https, :80 for http) is also tried without it, and one without a port also
- * with it; other ports must match as given. Compares in constant time. */
+ * with it; other ports must match as given. Compares in constant time. -ENOMEM when
+ * the signature could not be computed (OpenSSL out of memory): neither valid nor
+ * invalid, the request should be retried. */
 int vb_twilio_validate(const char *token, const char *url, const vb_form_t *params,
                        const char *body, size_t body_len, const char *signature_header);
 

@@ -28,6 +28,37 @@ static void public_url_of(const vb_conf_t *conf, const vb_http_req_t *req, char 
     snprintf(out, cap, "%.*s%s", (int)n, conf->public_url, req->target);
 }
 
+/* A flood of forged webhooks must not become a flood of log lines (a disk
+ * filled by anyone who can reach the port, at tens of thousands a second):
+ * the first is logged, then at most one line per BAD_SIG_LOG_S seconds
+ * saying how many came meanwhile. The counter counts every one. */
+#define BAD_SIG_LOG_S 10
+
+static void log_bad_signature(vb_http_conn_t *c, const vb_http_req_t *req)
+{
+    static vb_log_limit_t limit;
+    unsigned long held;
+    if (!vb_log_limit(&limit, 1, BAD_SIG_LOG_S, &held)) {
+        return;
+    }
+    if (held > 0) {
+        vb_log(VB_LOG_WARN, "bad X-Twilio-Signature on %s from %s (and %lu more since the last "
+               "line, not logged)", req->path, vb_http_conn_peer(c), held);
+    } else {
+        vb_log(VB_LOG_WARN, "bad X-Twilio-Signature on %s from %s", req->path,
+               vb_http_conn_peer(c));
+    }
+}
+
+/* Short of memory half-way through a webhook: 503, so that Twilio retries
+ * (a 403 would say the signature was wrong, and the call would be lost). */
+static void refuse_nomem(vb_http_conn_t *c, const char *doing)
+{
+    VB_STAT_INC(rejected_nomem);
+    vb_log(VB_LOG_ERR, "webhook answered 503: out of memory %s", doing);
+    vb_api_error(c, 503, "unavailable", "the server is short of memory; retry");
+}
+
 /* The parsed form of a request whose signature is good, or NULL after a reply. */
 static vb_form_t *signed_form(vb_http_conn_t *c, vb_http_req_t *req, const vb_conf_t *conf)
 {
@@ -46,9 +77,16 @@ static vb_form_t *signed_form(vb_http_conn_t *c, vb_http_req_t *req, const vb_co
     char url[2048];
     public_url_of(conf, req, url, sizeof(url));
     const char *sig = vb_http_header(req, "X-Twilio-Signature");
-    if (!vb_twilio_validate(conf->twilio_auth_token, url, form, req->body, req->body_len, sig)) {
+    int ok =
+        vb_twilio_validate(conf->twilio_auth_token, url, form, req->body, req->body_len, sig);
+    if (ok < 0) {
+        vb_form_free(form);
+        refuse_nomem(c, "checking X-Twilio-Signature");
+        return NULL;
+    }
+    if (!ok) {
         VB_STAT_INC(twilio_bad_signatures);
-        vb_log(VB_LOG_WARN, "bad X-Twilio-Signature on %s", req->path);
+        log_bad_signature(c, req);
         vb_form_free(form);
         vb_api_error(c, 403, "forbidden", "invalid X-Twilio-Signature");
         return NULL;
@@ -79,7 +117,10 @@ static void answer_stream(vb_http_conn_t *c, const vb_conf_t *conf, const vb_ass
     vb_call_id_new(call_id);
     snprintf(rev, sizeof(rev), "%lld", a->revision);
     vb_call_assistant_ref(a->name, a->id, a->revision, ref, sizeof(ref));
-    vb_call_token(conf->twilio_auth_token, call_id, ref, from, to, token);
+    if (vb_call_token(conf->twilio_auth_token, call_id, ref, from, to, token) < 0) {
+        refuse_nomem(c, "making the stream token");
+        return;
+    }
     size_t n = strlen(conf->public_media_url);
     while (n > 0 && conf->public_media_url[n - 1] == '/') {
         n--;

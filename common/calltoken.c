@@ -1,6 +1,7 @@
 /* Call ids and the stream token: see calltoken.h. */
 #include "common/calltoken.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -8,25 +9,35 @@
 #include <stdio.h>
 #include <string.h>
 
-void vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
-                   const char *to, char out[VB_CALL_TOKEN_LEN + 1])
+int vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
+                  const char *to, char out[VB_CALL_TOKEN_LEN + 1])
 {
     char msg[1024];
     int n = snprintf(msg, sizeof(msg), "%s\n%s\n%s\n%s", call_id, assistant, from, to);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac, &maclen);
+    /* HMAC fails when OpenSSL cannot allocate: never hand out (or compare
+     * with) whatever was on the stack */
+    if (HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac,
+             &maclen) == NULL ||
+        maclen < VB_CALL_TOKEN_LEN / 2) {
+        memset(out, 0, VB_CALL_TOKEN_LEN + 1);
+        return -ENOMEM;
+    }
     for (int i = 0; i < VB_CALL_TOKEN_LEN / 2; i++) {
         snprintf(out + 2 * i, 3, "%02x", mac[i]);
     }
     out[VB_CALL_TOKEN_LEN] = '\0';
+    return 0;
 }
 
 int vb_call_token_ok(const char *key, const char *call_id, const char *assistant,
                      const char *from, const char *to, const char *token)
 {
     char want[VB_CALL_TOKEN_LEN + 1];
-    vb_call_token(key, call_id, assistant, from, to, want);
+    if (vb_call_token(key, call_id, assistant, from, to, want) < 0) {
+        return 0;
+    }
     return token != NULL && strlen(token) == VB_CALL_TOKEN_LEN &&
            CRYPTO_memcmp(want, token, VB_CALL_TOKEN_LEN) == 0;
 }

@@ -9,10 +9,11 @@
 
 #define VB_CALL_TOKEN_LEN 32
 
-/* HMAC-SHA256(key, call_id "\n" assistant "\n" from "\n" to), first 16 bytes in hex. */
-void vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
-                   const char *to, char out[VB_CALL_TOKEN_LEN + 1]);
-/* 1 when TOKEN matches (constant time), else 0. */
+/* HMAC-SHA256(key, call_id "\n" assistant "\n" from "\n" to), first 16 bytes in hex.
+ * 0, or -ENOMEM (OUT is then empty) when OpenSSL could not compute it. */
+int vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
+                  const char *to, char out[VB_CALL_TOKEN_LEN + 1]);
+/* 1 when TOKEN matches (constant time), else 0 (also when it cannot be computed). */
 int vb_call_token_ok(const char *key, const char *call_id, const char *assistant,
                      const char *from, const char *to, const char *token);
 /* What the token says about the assistant: its name, database id and revision

@@ -1,6 +1,7 @@
 /* Logging for every role: see log.h. Writes whole lines with one write(2) so
  * that records from many processes sharing stderr do not interleave. */
 #include "common/log.h"
+#include "common/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,11 @@ static char log_role[16] = "voxbridge";
 static char log_call[64];
 static int log_level = VB_LOG_INFO;
 static char log_path[512];
+/* Lines that could not be written since the last one that was (a full disk),
+ * the error, and whether the last write stopped mid-line. */
+static unsigned long log_lost;
+static int log_lost_err;
+static int log_torn;
 
 void vb_log_init(const char *role)
 {
@@ -85,19 +91,59 @@ static int file_prefix(char *out, size_t cap, int level)
                     names[level & 7], log_role, (int)getpid());
 }
 
+static int line_prefix(char *out, size_t cap, int level)
+{
+    int n = log_path[0] != '\0'
+                ? file_prefix(out, cap, level)
+                : snprintf(out, cap, "<%d>%s[%d]: ", level, log_role, (int)getpid());
+    if (log_call[0] != '\0') {
+        n += snprintf(out + n, cap - (size_t)n, "call=%s ", log_call);
+    }
+    return n;
+}
+
+/* One line, one write(2). 0, or -errno when it did not go out whole (a full
+ * disk); a short write leaves part of a line the next one must not be glued to. */
+static int write_line(const char *line, size_t len)
+{
+    ssize_t w = write(STDERR_FILENO, line, len);
+    if (w == (ssize_t)len) {
+        log_torn = 0;
+        return 0;
+    }
+    log_torn = log_torn || w > 0;
+    return w < 0 ? -errno : -ENOSPC;
+}
+
+/* Once lines can be written again, the log says how many it is missing and
+ * why, so that the gap shows where an operator looks. */
+static void report_lost(void)
+{
+    char line[512];
+    int n = 0;
+    if (log_torn) {
+        line[n++] = '\n';
+    }
+    n += line_prefix(line + n, sizeof(line) - (size_t)n, VB_LOG_WARN);
+    n += snprintf(line + n, sizeof(line) - (size_t)n,
+                  "log: %lu lines of this process could not be written: %s\n", log_lost,
+                  strerror(log_lost_err));
+    if (n < (int)sizeof(line) && write_line(line, (size_t)n) == 0) {
+        log_lost = 0;
+    }
+}
+
 void vb_log(int level, const char *fmt, ...)
 {
     if (level > log_level) {
         return;
     }
     int saved = errno;
-    char line[2048];
-    int n = log_path[0] != '\0' ? file_prefix(line, sizeof(line), level)
-                                 : snprintf(line, sizeof(line), "<%d>%s[%d]: ", level, log_role,
-                                            (int)getpid());
-    if (log_call[0] != '\0') {
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "call=%s ", log_call);
+    if (log_lost > 0) {
+        report_lost();
     }
+    char line[2048];
+    int n = line_prefix(line, sizeof(line), level);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -107,7 +153,30 @@ void vb_log(int level, const char *fmt, ...)
         n = (int)sizeof(line) - 2;
     }
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
+    int rc = write_line(line, (size_t)n);
+    if (rc < 0) {
+        log_lost++;
+        log_lost_err = -rc;
+        VB_STAT_INC(log_write_errors);
+    }
     errno = saved;
+}
+
+int vb_log_limit(vb_log_limit_t *l, unsigned burst, unsigned period_s, unsigned long *held)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+    if (l->written >= burst && l->written > 0 &&
+        now - l->last_ns < (unsigned long long)period_s * 1000000000ull) {
+        l->held++;
+        return 0;
+    }
+    if (held != NULL) {
+        *held = l->held;
+    }
+    l->held = 0;
+    l->written++;
+    l->last_ns = now;
+    return 1;
 }

@@ -24,6 +24,18 @@ int vb_log_open_file(const char *path);
 
 void vb_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A line that may repeat as fast as bad input comes (a refusal per connection,
+ * a forged webhook): its first BURST times are written, then at most one per
+ * PERIOD_S seconds of the monotonic clock (a wall-clock step must not silence
+ * it), and the rest only counted. One static vb_log_limit_t per call site. */
+typedef struct {
+    unsigned long long last_ns;
+    unsigned long written, held;
+} vb_log_limit_t;
+/* 1 when the line may be written now; *HELD (may be NULL) then gets how many
+ * were held back since the last one written. */
+int vb_log_limit(vb_log_limit_t *l, unsigned burst, unsigned period_s, unsigned long *held);
+
 #define VB_ASSERT(cond)                                                                      \
     do {                                                                                     \
         if (!(cond)) {                                                                       \

@@ -34,8 +34,14 @@
     X(broker_restarts, "AI broker processes restarted")                                      \
     X(watchdog_kills, "brokers or stores killed because their loop stopped running")        \
     X(ring_drops, "ring messages dropped because the ring was full")                         \
+    X(spool_write_errors, "spool writes or fsyncs that failed (records kept and retried)")  \
+    X(log_write_errors, "log lines that could not be written (a full disk)")                 \
     X(config_reloads, "successful config reloads")                                           \
-    X(config_reload_errors, "config reloads refused because the file was broken")
+    X(config_reload_errors, "config reloads refused because the file was broken")            \
+    X(chan_bad_packets, "master-child channel packets dropped as malformed or unexpected")   \
+    X(chan_lost_fds, "connections lost in the hand-over: the child had no free descriptor")  \
+    X(accept_no_fds, "connections the master answered 503: it had no free descriptor")      \
+    X(rejected_nomem, "connections refused with 503: the process was short of memory")
 
 enum {
 #define VB_STAT_ENUM(name, help) VB_STAT_##name,

@@ -29,6 +29,9 @@ static void child_close_master_state(vb_master_t *m, int keep_chan)
         }
     }
     close(m->death_pipe[1]);
+    if (m->spare_fd >= 0) {
+        close(m->spare_fd);
+    }
     for (int i = 0; i < m->nchildren; i++) {
         if (m->children[i]->chan != keep_chan) {
             close(m->children[i]->chan);
@@ -103,6 +106,26 @@ void vb_master_watchdog(vb_master_t *m)
     }
 }
 
+/* The table entry of a child about to be forked, with its channel event; NULL
+ * (logged) when memory is short: the master never aborts for that, the next
+ * tick or the next connection tries again. */
+static vb_child_t *child_new(vb_master_t *m, vb_role_t role, int index, int chan)
+{
+    vb_child_t *c = calloc(1, sizeof(*c));
+    struct event *ev = event_new(m->base, chan, EV_READ | EV_PERSIST, on_chan, m);
+    if (c == NULL || ev == NULL) {
+        vb_log(VB_LOG_ERR, "cannot start a %s: out of memory", vb_role_name(role));
+        free(c);
+        if (ev != NULL) {
+            event_free(ev);
+        }
+        return NULL;
+    }
+    *c = (vb_child_t){.role = role, .index = index, .chan = chan, .chan_ev = ev,
+                      .conf_gen = m->conf_gen, .started = vb_now()};
+    return c;
+}
+
 vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
 {
     if (m->nchildren == VB_MAX_CHILDREN) {
@@ -113,6 +136,12 @@ vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
     if (vb_chan_pair(ch) < 0) {
         return NULL;
     }
+    vb_child_t *c = child_new(m, role, index, ch[0]);
+    if (c == NULL) {
+        close(ch[0]);
+        close(ch[1]);
+        return NULL;
+    }
     int beat = beat_of(role, index);
     if (beat >= 0) {
         vb_shm_beat_ahead(m->shm, beat, WATCHDOG_START_GRACE_MS);
@@ -120,6 +149,8 @@ vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
     pid_t pid = fork();
     if (pid < 0) {
         vb_log(VB_LOG_ERR, "fork %s: %s", vb_role_name(role), strerror(errno));
+        event_free(c->chan_ev);
+        free(c);
         close(ch[0]);
         close(ch[1]);
         return NULL;
@@ -128,15 +159,7 @@ vb_child_t *vb_master_spawn(vb_master_t *m, vb_role_t role, int index)
         child_run(m, role, index, ch[1], ch[0]);
     }
     close(ch[1]);
-    vb_child_t *c = calloc(1, sizeof(*c));
-    VB_ASSERT(c != NULL);
     c->pid = pid;
-    c->role = role;
-    c->index = index;
-    c->chan = ch[0];
-    c->conf_gen = m->conf_gen;
-    c->started = vb_now();
-    c->chan_ev = event_new(m->base, c->chan, EV_READ | EV_PERSIST, on_chan, m);
     event_add(c->chan_ev, NULL);
     m->children[m->nchildren++] = c;
     vb_log(VB_LOG_DEBUG, "started %s pid %d", vb_role_name(role), (int)pid);
@@ -166,25 +189,52 @@ void vb_master_child_send(vb_master_t *m, vb_child_t *c, uint32_t type)
     }
 }
 
+/* A message from child C. Each type comes from one role only: anything else
+ * (a DONE from an api worker, a CLOSED from a media worker, a type only the
+ * master sends) would corrupt the load counts, so it is counted and dropped. */
+static void on_child_msg(vb_master_t *m, vb_child_t *c, const vb_chan_msg_t *msg)
+{
+    if (msg->type == VB_CHAN_DONE && c->role == VB_ROLE_WORKER) {
+        vb_master_on_done(m, c, msg->slot, msg->gen, (msg->flags & VB_CHAN_F_FAILED) != 0);
+        if ((msg->flags & VB_CHAN_F_LEAVING) && !c->quitting) {
+            vb_master_child_send(m, c, VB_CHAN_QUIT); /* the pool starts its successor */
+        }
+    } else if (msg->type == VB_CHAN_CLOSED && c->role == VB_ROLE_API) {
+        if (c->load > 0) {
+            c->load--;
+        }
+    } else {
+        vb_chan_bad("a message type this role does not send", (ssize_t)sizeof(*msg));
+    }
+}
+
 static void on_chan(evutil_socket_t fd, short what, void *arg)
 {
     vb_master_t *m = arg;
     vb_chan_msg_t msg;
-    int passed;
+    int passed, rc;
     vb_child_t *c = NULL;
     for (int i = 0; i < m->nchildren; i++) {
         if (m->children[i]->chan == fd) {
             c = m->children[i];
         }
     }
-    while (c != NULL && vb_chan_recv(fd, &msg, &passed) == 0) {
+    while (c != NULL) {
+        rc = vb_chan_recv(fd, &msg, &passed);
+        if (rc == -EPIPE) {
+            event_del(c->chan_ev); /* the child is going: its exit is reaped */
+            return;
+        }
+        if (rc < 0 && rc != -EPROTO && rc != -EMFILE) {
+            return; /* -EAGAIN: all read */
+        }
         if (passed >= 0) {
             close(passed); /* children never send fds */
+            vb_chan_bad("a child passed a descriptor", (ssize_t)sizeof(msg));
+            continue;
         }
-        if (msg.type == VB_CHAN_DONE) {
-            vb_master_on_done(m, c, msg.slot, msg.gen, (msg.flags & VB_CHAN_F_FAILED) != 0);
-        } else if (msg.type == VB_CHAN_CLOSED && c->load > 0) {
-            c->load--;
+        if (rc == 0) {
+            on_child_msg(m, c, &msg);
         }
     }
 }

@@ -50,10 +50,9 @@ static int find_free_slot(vb_master_t *m)
  * drops connections and it stops answering, health checks included). */
 static void refuse_api(vb_master_t *m, int fd, int cap)
 {
-    static double last_log;
+    static vb_log_limit_t limit;
     VB_STAT_INC(api_rejected_busy);
-    if (vb_now() - last_log > 10.0) {
-        last_log = vb_now();
+    if (vb_log_limit(&limit, 1, 10, NULL)) {
         vb_log(VB_LOG_WARN, "api connection refused with 503: every api worker holds %d "
                "connections (api_max_connections)", cap);
     }
@@ -62,7 +61,7 @@ static void refuse_api(vb_master_t *m, int fd, int cap)
 
 static void dispatch_api(vb_master_t *m, int fd)
 {
-    int cap = m->conf->api_max_connections > 0 ? m->conf->api_max_connections : m->api_cap_auto;
+    int cap = vb_master_api_cap(m);
     vb_child_t *c = pick_least_loaded(m, VB_ROLE_API, cap);
     vb_chan_msg_t msg = {.type = VB_CHAN_CONN, .listener = VB_LISTENER_API};
     if (c == NULL || vb_chan_send(c->chan, &msg, fd) < 0) {
@@ -88,8 +87,9 @@ static void dispatch_media(vb_master_t *m, int fd)
     int slot = c != NULL ? find_free_slot(m) : -1;
     if (c == NULL || slot < 0 || c->nslots == VB_SLOTS_PER_CHILD) {
         VB_STAT_INC(calls_rejected_busy);
-        vb_log(VB_LOG_WARN, "media connection refused with 503: %s",
-               c == NULL ? "pool at workers_max" : "no free slot");
+        vb_log(VB_LOG_WARN, "media connection refused with 503: %s (%d)",
+               c == NULL ? "pool at workers_max" : "no free slot",
+               c == NULL ? m->conf->workers_max : m->conf->slots);
         vb_http_busy_fd(fd, "all media workers are busy");
         return;
     }

@@ -7,14 +7,15 @@
 #include "master/listen.h"
 #include "master/notify.h"
 #include "common/chan.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/stats.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,39 +39,55 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     vb_master_dispatch(m, fd, listener);
 }
 
+/* accept() found no free descriptor: the connection would wait in the
+ * backlog while the listener stays readable, so the loop would spin and the
+ * caller hang. Give up the spare descriptor, take the connection, answer 503
+ * and close it (the libev / nginx way), then take the spare back. */
+static void shed_connection(vb_master_t *m, struct evconnlistener *l)
+{
+    static vb_log_limit_t limit;
+    int media = l == m->listener[VB_LISTENER_MEDIA];
+    if (m->spare_fd >= 0) {
+        close(m->spare_fd);
+        m->spare_fd = -1;
+    }
+    int fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        VB_STAT_INC(accept_no_fds);
+        vb_http_busy_fd(fd, "the server is out of file descriptors");
+    }
+    m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (m->spare_fd < 0 || fd < 0) {
+        evconnlistener_disable(l); /* nothing to answer with: on_tick enables it again */
+        m->accept_paused = 1;
+    }
+    struct rlimit rl;
+    if (vb_log_limit(&limit, 1, 10, NULL) && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        vb_log(VB_LOG_ERR, "accept on the %s listener: no free file descriptor (open-files "
+               "limit %llu): connections answered 503", media ? "media" : "api",
+               (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+    vb_master_t *m = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE) {
+        shed_connection(m, l);
+        return;
+    }
     vb_log(VB_LOG_ERR, "accept: %s", evutil_socket_error_to_string(err));
 }
 
-#define API_FD_RESERVE 64 /* an api worker's own: channel, database, logs, spares */
-
-static int count_open_fds(void)
+static void resume_accepting(vb_master_t *m)
 {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (d == NULL) {
-        return 0;
+    m->accept_paused = 0;
+    for (int i = 0; i < 2; i++) {
+        if (m->listener[i] != NULL) {
+            evconnlistener_enable(m->listener[i]);
+        }
     }
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n - 3; /* ".", ".." and the directory's own */
-}
-
-/* What an api worker's open-files limit leaves for client connections: the
- * limit, less what every child inherits (three eventfds per call slot, the
- * listeners, the log) and a reserve of its own. */
-static int api_cap_from_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
-        return 1000000;
-    }
-    long room = (long)rl.rlim_cur - count_open_fds() - API_FD_RESERVE;
-    return room < 16 ? 16 : room > 1000000 ? 1000000 : (int)room;
 }
 
 static int open_listeners(vb_master_t *m)
@@ -124,30 +141,50 @@ static void start_roles(vb_master_t *m)
     vb_master_maintain_pool(m);
 }
 
-static void reload(vb_master_t *m)
+/* The new config, or NULL (logged) when it cannot be used. Out of memory is
+ * not a reason to stop supervising: the running config stays. */
+static vb_conf_t *load_next(vb_master_t *m)
 {
-    vb_notify("RELOADING=1");
     vb_conf_t *next = malloc(sizeof(*next));
-    VB_ASSERT(next != NULL);
-    char err[512], changed[512];
+    char err[512];
+    if (next == NULL) {
+        vb_log(VB_LOG_ERR, "reload refused, keeping the running config: out of memory");
+        return NULL;
+    }
     if (vb_conf_load(next, m->conf->path, err, sizeof(err)) < 0) {
         vb_log(VB_LOG_ERR, "reload refused, keeping the running config: %s", err);
         VB_STAT_INC(config_reload_errors);
         free(next);
+        return NULL;
+    }
+    vb_conf_finalize(next);
+    vb_master_refit(m, next);
+    return next;
+}
+
+static void reload(vb_master_t *m)
+{
+    vb_notify("RELOADING=1");
+    char changed[512];
+    vb_conf_t *next = load_next(m);
+    if (next == NULL) {
         vb_notify("READY=1");
         return;
     }
-    vb_conf_finalize(next);
     vb_conf_restart_keys_changed(m->conf, next, changed, sizeof(changed));
     if (changed[0] != '\0') {
         vb_log(VB_LOG_WARN, "changed keys that need a restart, applied at the next one: %s",
                changed);
     }
     vb_conf_keep_restart_keys(next, m->conf);
+    if (next->workers > next->workers_max) {
+        next->workers = next->workers_max; /* workers_max may have been lowered at start */
+    }
     free(m->conf);
     m->conf = next;
     m->conf_gen++;
     vb_log_set_level(next->log_level);
+    vb_master_log_api_cap(m);
     send_to_role(m, VB_ROLE_WORKER, VB_CHAN_QUIT, 1);
     send_to_role(m, VB_ROLE_API, VB_CHAN_QUIT, 1);
     send_to_role(m, VB_ROLE_BROKER, VB_CHAN_RELOAD, 0);
@@ -213,6 +250,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     vb_master_t *m = arg;
     vb_master_reap(m);
+    if (m->accept_paused && !m->stopping) {
+        resume_accepting(m); /* shed_connection() paused them a tick ago */
+    }
     vb_master_slot_tick(m);
     vb_master_watchdog(m);
     if (m->stopping) {
@@ -266,8 +306,11 @@ static int setup(vb_master_t *m, vb_conf_t *conf)
     m->conf_gen = 1;
     m->listen_fd[0] = m->listen_fd[1] = -1;
     m->base = event_base_new();
+    if (m->base == NULL || vb_master_fit_fds(m) < 0) {
+        return -1;
+    }
     m->shm = vb_shm_create((uint32_t)conf->slots);
-    if (m->base == NULL || m->shm == NULL) {
+    if (m->shm == NULL) {
         vb_log(VB_LOG_ERR, "cannot map shared memory for %d slots: %s", conf->slots,
                strerror(errno));
         return -1;
@@ -275,14 +318,14 @@ static int setup(vb_master_t *m, vb_conf_t *conf)
     vb_stats_attach(vb_shm_stats(m->shm));
     m->slot_owner_pid = calloc((size_t)conf->slots, sizeof(uint32_t));
     m->slot_ended_at = calloc((size_t)conf->slots, sizeof(double));
-    if (pipe2(m->death_pipe, O_CLOEXEC) < 0 || open_listeners(m) < 0) {
+    VB_ASSERT(m->slot_owner_pid != NULL && m->slot_ended_at != NULL); /* at start only */
+    /* non-blocking: a child that finds the pipe readable reads it to tell EOF
+     * (the master is gone) from bytes that should never be there */
+    if (pipe2(m->death_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || open_listeners(m) < 0) {
         return -1;
     }
-    m->api_cap_auto = api_cap_from_limit();
-    if (conf->api_max_connections == 0) {
-        vb_log(VB_LOG_INFO, "api workers take up to %d connections each (from the open-files "
-               "limit)", m->api_cap_auto);
-    }
+    m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    vb_master_log_api_cap(m);
     add_signals(m);
     struct timeval tv = {0, TICK_MS * 1000};
     m->tick_ev = event_new(m->base, -1, EV_PERSIST, on_tick, m);

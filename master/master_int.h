@@ -29,6 +29,10 @@ struct vb_master {
     double *slot_ended_at;    /* when the worker said DONE, for the ack timeout */
     int api_rr;
     int api_cap_auto;    /* api_max_connections when the key is 0 (set at start) */
+    long fd_limit;       /* RLIMIT_NOFILE at start */
+    int file_workers_max, file_slots; /* as the file said, before the fd budget (fdbudget.c) */
+    int spare_fd;        /* given up to answer 503 when accept() finds no free descriptor */
+    int accept_paused;   /* listeners disabled until the next tick (no spare either) */
     int stopping;        /* 1 graceful (SIGTERM), 2 fast (SIGQUIT) */
     double stop_deadline;
     struct event *tick_ev;
@@ -36,6 +40,12 @@ struct vb_master {
 };
 
 double vb_now(void);
+/* The open-files budget (fdbudget.c): fit the pool at start (-1: cannot run
+ * even one call), the api connection cap, the refit of a reloaded config. */
+int vb_master_fit_fds(vb_master_t *m);
+int vb_master_api_cap(const vb_master_t *m);
+void vb_master_log_api_cap(const vb_master_t *m);
+void vb_master_refit(const vb_master_t *m, vb_conf_t *next);
 vb_child_t *vb_master_find_pid(vb_master_t *m, pid_t pid);
 
 #endif

@@ -1,8 +1,8 @@
 # The roles (master, worker, broker, store, api) and the voxbridge binary.
 libvb_a_SOURCES += common/role.h \
 	master/master.c master/master.h master/master_int.h master/children.c \
-	master/dispatch.c master/listen.c master/listen.h master/notify.c master/notify.h \
-	master/proctitle.c master/proctitle.h
+	master/dispatch.c master/fdbudget.c master/listen.c master/listen.h master/notify.c \
+	master/notify.h master/proctitle.c master/proctitle.h
 sbin_PROGRAMS += voxbridge
 voxbridge_SOURCES = master/main.c
 voxbridge_LDADD = $(VB_LIBS)

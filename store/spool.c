@@ -170,8 +170,7 @@ int vb_spool_append(vb_spool_t *sp, const char *data, size_t len)
             if (done > 0 && ftruncate(sp->fd, (off_t)sp->size) < 0) {
                 vb_log(VB_LOG_ERR, "spool: cannot undo a partial write: %s", strerror(errno));
             }
-            vb_log(VB_LOG_ERR, "spool write: %s", strerror(-rc));
-            return rc;
+            return rc; /* the store logs it, once for a run of failures */
         }
         done += (size_t)n;
     }
@@ -185,11 +184,24 @@ int vb_spool_sync(vb_spool_t *sp)
         return 0;
     }
     if (fdatasync(sp->fd) < 0) {
-        int rc = -errno;
-        vb_log(VB_LOG_ERR, "spool fdatasync: %s", strerror(-rc));
-        return rc;
+        return -errno; /* the store logs it, once for a run of failures */
     }
     sp->synced = sp->size;
+    return 0;
+}
+
+int vb_spool_rollback(vb_spool_t *sp)
+{
+    if (sp->size == sp->synced) {
+        return 0;
+    }
+    if (ftruncate(sp->fd, (off_t)sp->synced) < 0) {
+        int rc = -errno;
+        vb_log(VB_LOG_ERR, "spool: cannot drop %" PRIu64 " unsynced bytes: %s",
+               sp->size - sp->synced, strerror(-rc));
+        return rc; /* they stay: written again, they are records twice (harmless) */
+    }
+    sp->size = sp->synced;
     return 0;
 }
 

@@ -36,6 +36,11 @@ void vb_spool_close(vb_spool_t *sp);
 int vb_spool_append(vb_spool_t *sp, const char *data, size_t len);
 /* fdatasync when anything was written since the last one. 0 or -errno. */
 int vb_spool_sync(vb_spool_t *sp);
+/* After a failed fdatasync: truncates the spool back to what is known to be on
+ * disk, so that the caller writes those records again rather than trusting
+ * pages the kernel may have dropped (a later fdatasync would not say so).
+ * 0 or -errno. */
+int vb_spool_rollback(vb_spool_t *sp);
 
 /* Reads whole lines from OFF up to what is synced into BUF. Returns the bytes
  * (ending in '\n'), 0 when there is nothing more, -errno. A line longer than

@@ -26,7 +26,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DRAIN_WAIT_MS 3000 /* at exit: how long records may take to reach PostgreSQL */
+#define DRAIN_WAIT_MS 3000     /* at exit: how long records may take to reach PostgreSQL */
+#define RETRY_FIRST_MS 100     /* a spool write failed (disk full): the next try after this */
+#define RETRY_MAX_MS 2000      /* ... doubling up to this */
+#define EVENT_MAX_AGE_MS 60000 /* older wall-clock stamps are not trusted (event_mono_ns) */
+
+/* The call a slot carries, as the store saw its call.started: for the length
+ * of the call on the monotonic clock (see call_times). */
+typedef struct {
+    char id[48];
+    uint64_t start_mono_ns;
+} call_seen_t;
 
 typedef struct {
     vb_child_ctx_t *ctx;
@@ -41,8 +51,12 @@ typedef struct {
     uint32_t *cursor;
     uint32_t *cursor_gen; /* per slot: the gen the cursors belong to */
     uint8_t *held;        /* per slot: records read and not yet released */
-    char *pending;        /* lines drained, not yet in the spool */
+    call_seen_t *calls;   /* per slot */
+    char *pending;        /* lines drained, not yet synced in the spool */
     size_t pending_len, pending_cap;
+    uint32_t retry_ms;    /* the spool backoff now; 0 while writes work */
+    uint64_t retry_at_ms; /* no spool write before this */
+    uint64_t failing_since_ms;
     vb_rec_t rec;      /* scratch for the live state */
     vb_apply_t *apply; /* NULL without database_url */
     vb_live_t *live;   /* NULL without redis_url */
@@ -52,11 +66,16 @@ typedef struct {
 
 static store_t store;
 
-static uint64_t mono_ms(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ms(void)
+{
+    return clock_ns(CLOCK_MONOTONIC) / 1000000u;
 }
 
 static void add_line(store_t *st, const char *line, size_t len)
@@ -75,27 +94,78 @@ static void add_line(store_t *st, const char *line, size_t len)
     st->pending_len += len;
 }
 
-/* {"t":<unix ns>,<the record's own fields>} */
-static void take_event(store_t *st, const vb_event_t *ev)
+/* When an event stamped T_NS on the wall clock happened, on the monotonic
+ * clock: now less its age. A stamp from the future or from long ago means the
+ * wall clock was stepped (NTP) since: then now, at most a tick late. */
+static uint64_t event_mono_ns(uint64_t t_ns)
 {
-    char line[sizeof(ev->data) + 64];
+    uint64_t mono = clock_ns(CLOCK_MONOTONIC), wall = clock_ns(CLOCK_REALTIME);
+    uint64_t age = wall - t_ns;
+    if (t_ns > wall || age > EVENT_MAX_AGE_MS * 1000000ull || age > mono) {
+        return mono;
+    }
+    return mono - age;
+}
+
+static unsigned long long ms_between(uint64_t from_ns, uint64_t to_ns)
+{
+    return to_ns > from_ns ? (unsigned long long)((to_ns - from_ns) / 1000000u) : 0;
+}
+
+/* The records' stamps are wall-clock time, which NTP may step by an hour in
+ * the middle of a call: the call's length is measured on the monotonic clock,
+ * from its call.started to its call.ended as slot I carried them, and written
+ * into the call.ended line (LINE, N bytes ending in "}\n") as "duration_ms".
+ * A call whose start this store did not see (it was restarted since) gets
+ * none: its stamps are all there is. Returns the new length. */
+static int call_times(store_t *st, uint32_t i, uint64_t t_ns, char *line, int n, size_t cap)
+{
+    call_seen_t *c = &st->calls[i];
+    vb_rec_t *rec = &st->rec;
+    if (vb_rec_parse(line, (size_t)n, rec) < 0 || rec->call_id[0] == '\0') {
+        return n;
+    }
+    if (rec->kind == VB_REC_CALL_STARTED && strcmp(c->id, rec->call_id) != 0) {
+        /* the first sighting: one read again after a gen change is not the start */
+        snprintf(c->id, sizeof(c->id), "%s", rec->call_id);
+        c->start_mono_ns = event_mono_ns(t_ns);
+    } else if (rec->kind == VB_REC_CALL_ENDED && strcmp(c->id, rec->call_id) == 0 && n >= 2 &&
+               line[n - 2] == '}' && strstr(line, "\"duration_ms\":") == NULL) {
+        char field[48];
+        int m = snprintf(field, sizeof(field), ",\"duration_ms\":%llu}\n",
+                         ms_between(c->start_mono_ns, event_mono_ns(t_ns)));
+        if ((size_t)n - 2 + (size_t)m < cap) {
+            memcpy(line + n - 2, field, (size_t)m + 1);
+            n = n - 2 + m;
+        }
+    }
+    return n;
+}
+
+/* {"t":<unix ns>,<the record's own fields>}; K as in drain_ring. */
+static void take_event(store_t *st, uint32_t i, int k, const vb_event_t *ev)
+{
+    char line[sizeof(ev->data) + 96];
     if (ev->len < 2 || ev->len >= sizeof(ev->data) || ev->data[0] != '{') {
         vb_log(VB_LOG_WARN, "dropped a malformed event record (%u bytes)", ev->len);
         return;
     }
     int n = snprintf(line, sizeof(line), "{\"t\":%llu,%.*s\n", (unsigned long long)ev->t_ns,
                      (int)ev->len - 1, ev->data + 1);
+    if (k == 0) {
+        n = call_times(st, i, ev->t_ns, line, n, sizeof(line));
+    }
     add_line(st, line, (size_t)n);
 }
 
-static void peek_all(store_t *st, vb_ring_t *r, uint32_t *cursor, uint32_t i)
+static void peek_all(store_t *st, vb_ring_t *r, uint32_t *cursor, uint32_t i, int k)
 {
     vb_event_t ev;
     uint32_t len;
     int rc;
     while ((rc = vb_ring_peek(r, cursor, &ev, sizeof(ev), &len)) != -EAGAIN) {
         if (rc == 0) {
-            take_event(st, &ev);
+            take_event(st, i, k, &ev);
         }
         st->held[i] = 1;
     }
@@ -116,7 +186,7 @@ static void drain_ring(store_t *st, uint32_t i, int k)
             st->cursor[2 * i + 1] = vb_ring_cursor(vb_slot_ring(s, VB_RING_EVENTS_B2S));
             st->cursor_gen[i] = gen;
         }
-        peek_all(st, r, &st->cursor[2 * i + (uint32_t)k], i);
+        peek_all(st, r, &st->cursor[2 * i + (uint32_t)k], i, k);
         if (vb_slot_gen(s) == gen) {
             break;
         }
@@ -138,19 +208,18 @@ static void release_rings(store_t *st)
     }
 }
 
-static void record_failure(store_t *st, vb_slot_t *s)
+static void record_failure(store_t *st, uint32_t i, vb_slot_t *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = clock_ns(CLOCK_REALTIME);
     char line[512];
-    int n =
-        snprintf(line, sizeof(line),
-                 "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
-                 "\"media worker crashed\",\"failed\":true,\"frames_in\":%llu,"
-                 "\"frames_out\":%llu}\n",
-                 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
-                 s->call_id, (unsigned long long)atomic_load(&s->frames_in),
-                 (unsigned long long)atomic_load(&s->frames_out));
+    int n = snprintf(line, sizeof(line),
+                     "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
+                     "\"media worker crashed\",\"failed\":true,\"frames_in\":%llu,"
+                     "\"frames_out\":%llu}\n",
+                     (unsigned long long)now, s->call_id,
+                     (unsigned long long)atomic_load(&s->frames_in),
+                     (unsigned long long)atomic_load(&s->frames_out));
+    n = call_times(st, i, now, line, n, sizeof(line));
     add_line(st, line, (size_t)n);
     vb_log(VB_LOG_WARN, "call %s failed: its media worker crashed", s->call_id);
 }
@@ -165,7 +234,7 @@ static void scan_slot(store_t *st, uint32_t i)
     if (state == VB_SLOT_DEAD && st->failed_gen[i] != gen) {
         st->failed_gen[i] = gen;
         if (s->call_id[0] != '\0') {
-            record_failure(st, s);
+            record_failure(st, i, s);
         }
     }
     /* The broker writes its last records (the turn it was speaking) when it
@@ -202,20 +271,82 @@ static void ack_slots(store_t *st)
     }
 }
 
+static size_t count_lines(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (const char *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        n++;
+    }
+    return n;
+}
+
+/* The pending lines into the spool, synced; they leave memory only then. A
+ * failed fdatasync may have cost pages the next one would not report: the
+ * unsynced tail is dropped and written again. 0 or -errno. */
+static int write_pending(store_t *st)
+{
+    int rc;
+    if (st->pending_len > 0 &&
+        (rc = vb_spool_append(&st->spool, st->pending, st->pending_len)) < 0) {
+        return rc;
+    }
+    if ((rc = vb_spool_sync(&st->spool)) < 0) {
+        vb_spool_rollback(&st->spool);
+        return rc;
+    }
+    publish_live(st);
+    st->pending_len = 0;
+    return 0;
+}
+
+/* A write failed (a full disk, an I/O error): the records stay in memory and
+ * in the rings, the calls go on (the master frees slots we cannot acknowledge
+ * after a while), and the next try waits, 0.1 s doubling up to 2 s: a disk
+ * that stays full costs a few system calls a second, not a spinning loop.
+ * Logged once for a run of failures; every failure is counted. */
+static void spool_failed(store_t *st, int rc, uint64_t now)
+{
+    VB_STAT_INC(spool_write_errors);
+    if (st->retry_ms == 0) {
+        st->failing_since_ms = now;
+        vb_log(VB_LOG_ERR,
+               "spool: cannot write %zu records to %s: %s; they are kept in memory "
+               "and written when it works again",
+               count_lines(st->pending, st->pending_len), st->spool.dir, strerror(-rc));
+    }
+    st->retry_ms = st->retry_ms == 0 ? RETRY_FIRST_MS : st->retry_ms * 2;
+    if (st->retry_ms > RETRY_MAX_MS) {
+        st->retry_ms = RETRY_MAX_MS;
+    }
+    st->retry_at_ms = now + st->retry_ms;
+}
+
+static void spool_recovered(store_t *st, size_t lines, uint64_t now)
+{
+    vb_log(VB_LOG_NOTICE,
+           "spool: writing again after %.1f s of errors; the %zu records "
+           "held meanwhile are on disk",
+           (double)(now - st->failing_since_ms) / 1000.0, lines);
+    st->retry_ms = 0;
+}
+
 /* Records are on disk before a slot is acknowledged: one write and one
  * fdatasync per round. On an error they stay pending and the slots unacked
- * until a later round gets them there. */
+ * until a later round gets them there (see spool_failed). */
 static void flush(store_t *st)
 {
-    if (st->pending_len > 0) {
-        if (vb_spool_append(&st->spool, st->pending, st->pending_len) < 0) {
-            return;
-        }
-        publish_live(st);
-        st->pending_len = 0;
-    }
-    if (vb_spool_sync(&st->spool) < 0) {
+    uint64_t now = mono_ms();
+    if (st->retry_ms != 0 && now < st->retry_at_ms) {
         return;
+    }
+    size_t lines = st->retry_ms != 0 ? count_lines(st->pending, st->pending_len) : 0;
+    int rc = write_pending(st);
+    if (rc < 0) {
+        spool_failed(st, rc, now);
+        return;
+    }
+    if (st->retry_ms != 0) {
+        spool_recovered(st, lines, now);
     }
     release_rings(st);
     ack_slots(st);
@@ -360,10 +491,10 @@ int vb_store_main(vb_child_ctx_t *ctx)
     st->cursor = calloc(2 * (size_t)st->nslots, sizeof(uint32_t));
     st->held = calloc(st->nslots, 1);
     st->cursor_gen = calloc(st->nslots, sizeof(uint32_t));
+    st->calls = calloc(st->nslots, sizeof(call_seen_t));
     st->base = event_base_new();
-    if (st->failed_gen == NULL || st->ack_gen == NULL || st->cursor == NULL || st->held == NULL ||
-        st->cursor_gen == NULL ||
-        st->base == NULL) {
+    if (st->failed_gen == NULL || st->ack_gen == NULL || st->cursor == NULL ||
+        st->held == NULL || st->cursor_gen == NULL || st->calls == NULL || st->base == NULL) {
         return VB_EXIT_CLEAN;
     }
     snprintf(dir, sizeof(dir), "%s/spool", ctx->conf->state_dir);
@@ -374,7 +505,14 @@ int vb_store_main(vb_child_ctx_t *ctx)
     open_databases(st, NULL);
     add_events(st);
     event_base_dispatch(st->base);
+    st->retry_at_ms = 0; /* a last try, whatever the backoff */
     flush(st);
+    if (st->pending_len > 0) {
+        vb_log(VB_LOG_ERR,
+               "store: exiting with %zu records the spool could not take: "
+               "they are lost",
+               count_lines(st->pending, st->pending_len));
+    }
     vb_apply_free(st->apply);
     vb_live_free(st->live);
     vb_spool_close(&st->spool);

@@ -294,8 +294,13 @@ class Server:
     (assistant.echo.echo_delay_ms) are passed as a dict: Server(extra={...}).
     start() writes the config, starts the master and waits for /health/live."""
 
-    def __init__(self, extra=None, user=None, **overrides):
+    def __init__(self, extra=None, user=None, env=None, rlimits=None, **overrides):
         self.dir = tempfile.mkdtemp(prefix="vb-integ-")
+        # {resource.RLIMIT_*: (soft, hard)} set in the master before it starts
+        # (its children inherit them): e.g. RLIMIT_NOFILE for `ulimit -n 128`
+        self.rlimits = dict(rlimits or {})
+        # added to the server's environment (not callsim's): e.g. LD_PRELOAD
+        self.env = dict(env or {})
         self.api_port = free_port()
         self.media_port = free_port()
         self.token = TOKEN
@@ -361,6 +366,10 @@ class Server:
             self._chown(self.dir, recursive=True)
             pw = pwd.getpwnam(self.user)
             kwargs.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        if self.env:
+            kwargs["env"] = dict(os.environ, **self.env)
+        if self.rlimits:
+            kwargs["preexec_fn"] = self._apply_rlimits
         self.proc = subprocess.Popen(
             [voxbridge_bin(), "-c", self.conf_path], stdin=subprocess.DEVNULL,
             stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -376,6 +385,11 @@ class Server:
 
         wait_until(live, timeout, what="GET /health/live to answer 200")
         return self
+
+    def _apply_rlimits(self):
+        import resource
+        for res, limits in self.rlimits.items():
+            resource.setrlimit(res, limits)
 
     def _chown(self, path, recursive=False):
         pw = pwd.getpwnam(self.user)

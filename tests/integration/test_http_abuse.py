@@ -1,0 +1,178 @@
+"""The api listener under a short flood and a short slow attack (fault matrix
+D4 and D5, bounded for CI; tests/bench/http_load.py is the full run with the
+tight bars): forged webhooks from wrk are all refused with 403 and counted,
+without a log line each; a request from another address is answered at once
+while slowhttptest holds connections open. Skipped when wrk or slowhttptest
+is not installed. Run by run.py."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import harness
+from wsclient import post_signed, twilio_signature, voice_params
+
+WRK_LUA = r"""
+local reqs = {
+%s
+}
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  counts = {}
+  built = {}
+  for i, r in ipairs(reqs) do
+    local h = {["Content-Type"] = "application/x-www-form-urlencoded"}
+    if r[3] ~= "" then h["X-Twilio-Signature"] = r[3] end
+    built[i] = wrk.format("POST", r[1], h, r[2])
+  end
+  idx = 0
+end
+function request()
+  idx = idx %% #built + 1
+  return built[idx]
+end
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local parts = {}
+  local agg = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do agg[k] = (agg[k] or 0) + v end
+  end
+  for k, v in pairs(agg) do table.insert(parts, string.format('"%%d":%%d', k, v)) end
+  io.write(string.format('VBJSON {"requests":%%d,"non2xx":%%d,"status":{%%s}}\n',
+    summary.requests, summary.errors.status, table.concat(parts, ",")))
+end
+"""
+
+
+def forged_requests(s, n=64):
+    """Webhooks with bad signatures of every kind: the wrong token, none at
+    all, truncated, and a good one over other parameters than those sent."""
+    rows = []
+    for i in range(n):
+        path = "/twilio/voice" if i % 2 else "/twilio/status"
+        params = voice_params(s.number, harness.CALLER)
+        if path == "/twilio/status":
+            params = dict(params, CallStatus="completed", SequenceNumber=str(i))
+        url = s.settings["public_url"] + path
+        kind = (i // 2) % 4
+        if kind == 0:
+            sig = twilio_signature("not-the-token", url, params)
+        elif kind == 1:
+            sig = ""
+        elif kind == 2:
+            sig = twilio_signature(s.token, url, params)[:20]
+        else:
+            sig = twilio_signature(s.token, url, dict(params, To="+15550009999"))
+        rows.append('  {"%s", "%s", "%s"},' % (path, urllib.parse.urlencode(params), sig))
+    return "\n".join(rows)
+
+
+def get_from(port, src, path="/health/live", timeout=5):
+    """GET PATH on a fresh connection from SRC: (status, seconds)."""
+    t0 = time.monotonic()
+    c = socket.socket()
+    c.settimeout(timeout)
+    try:
+        c.bind((src, 0))
+        c.connect(("127.0.0.1", port))
+        c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        c.close()
+    line = data.split(b"\r\n", 1)[0].split()
+    return (int(line[1]) if len(line) > 1 else 0), time.monotonic() - t0
+
+
+class WebhookFlood(harness.ServerTestCase):
+    def test_forged_webhooks_are_all_403_and_counted(self):
+        """D4 (short): wrk for 3 s with invalid signatures only. Every reply is
+        403; the server's twilio_bad_signatures counts at least what wrk saw
+        (and at most the requests still in flight when wrk stopped); the log
+        says so once, not once per request."""
+        if not shutil.which("wrk"):
+            self.skipTest("wrk is not installed (apt-get install wrk)")
+        s = self.server(log_level="warn")
+        script = os.path.join(s.dir, "forged.lua")
+        with open(script, "w") as f:
+            f.write(WRK_LUA % forged_requests(s))
+        before = s.counter("twilio_bad_signatures")
+        conns = 16
+        p = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d3s", "--timeout", "5s", "-s", script,
+                            s.settings["public_url"] + "/"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60)
+        lines = [x for x in p.stdout.splitlines() if x.startswith("VBJSON ")]
+        self.assertTrue(lines, "wrk printed no summary:\n" + p.stdout[-2000:])
+        r = json.loads(lines[-1][7:])
+        n403 = r["status"].get("403", 0)
+        self.assertGreater(n403, 100, r)
+        self.assertEqual(r["status"], {"403": n403}, "replies other than 403: %r" % r)
+        self.assertEqual(r["non2xx"], r["requests"], r)
+        counted = s.counter("twilio_bad_signatures") - before
+        self.assertGreaterEqual(counted, n403)
+        self.assertLessEqual(counted, n403 + conns, "counted more than wrk can have sent")
+        self.assertTrue(s.alive())
+        # the operator is told, but a flood is not a line per request
+        said = s.log().count("bad X-Twilio-Signature")
+        self.assertGreaterEqual(said, 1)
+        self.assertLessEqual(said, 3, "%d log lines for %d forged webhooks" % (said, counted))
+        # and a real webhook is still answered
+        status, _, body = post_signed(s, "/twilio/voice", voice_params(s.number, harness.CALLER))
+        self.assertEqual(status, 200, body)
+
+
+class SlowClients(harness.ServerTestCase):
+    def test_slowloris_from_one_address_does_not_delay_another(self):
+        """D5 (short): slowhttptest -H opens 200 connections from 127.0.0.1
+        and drips headers for 8 s; with api_max_connections_per_ip the
+        address is capped (503 past it) and GET /health/live from 127.0.0.2
+        is answered in under 1 s throughout (the bench's bar is 200 ms; CI
+        machines are shared). Afterwards 127.0.0.1 is served again."""
+        if not shutil.which("slowhttptest"):
+            self.skipTest("slowhttptest is not installed (apt-get install slowhttptest)")
+        cap = 40
+        s = self.server(api_workers=1, api_max_connections=400, api_max_connections_per_ip=cap,
+                        log_level="warn")
+        out = open(os.path.join(s.dir, "slowhttptest.out"), "wb")
+        self.addCleanup(out.close)
+        attack = subprocess.Popen(
+            ["slowhttptest", "-H", "-c", "200", "-r", "200", "-i", "2", "-x", "16", "-l", "8",
+             "-p", "3", "-u", s.settings["public_url"] + "/health/live"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.addCleanup(lambda: attack.poll() is None and attack.kill())
+        time.sleep(1.5)  # its connections are open
+        worst, answers = 0.0, []
+        while attack.poll() is None and len(answers) < 20:
+            status, dt = get_from(s.api_port, "127.0.0.2")
+            answers.append(status)
+            worst = max(worst, dt)
+            time.sleep(0.3)
+        attack.wait(timeout=30)
+        self.assertGreaterEqual(len(answers), 5, "slowhttptest ended early: see %s" % out.name)
+        self.assertEqual(set(answers), {200}, answers)
+        self.assertLess(worst, 1.0, "a request from 127.0.0.2 took %.3f s" % worst)
+        self.assertGreater(s.counter("api_rejected_per_ip"), 0,
+                           "the per-address cap never refused anything")
+        self.assertTrue(s.alive())
+
+        def served_again():
+            return get_from(s.api_port, "127.0.0.1")[0] == 200
+        harness.wait_until(served_again, 10, interval=0.2, what="127.0.0.1 to be served again")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
