@@ -16,7 +16,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,16 +116,6 @@ static void refuse_peer(api_t *a, int fd)
 /* Address space a request may take (parsing, OpenSSL's HMAC, the reply). */
 #define CONN_HEADROOM_BYTES (1u << 20)
 
-static int memory_headroom(size_t bytes)
-{
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        return 0;
-    }
-    munmap(p, bytes);
-    return 1;
-}
-
 /* Short of memory: 503 now (written without allocating) rather than a
  * connection dropped half-way or a wrong answer (a failed HMAC is no
  * "invalid signature"). The worker stays: memory may come back. */
@@ -150,7 +139,7 @@ static void on_conn(api_t *a, int fd)
                             .request_timeout_s = conf->http_request_timeout,
                             .idle_timeout_s = conf->http_idle_timeout};
     uint32_t peer;
-    if (!memory_headroom(CONN_HEADROOM_BYTES)) {
+    if (!vb_memory_headroom(CONN_HEADROOM_BYTES)) {
         refuse_nomem(a, fd);
         return;
     }

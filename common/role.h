@@ -3,6 +3,8 @@
 #ifndef VB_COMMON_ROLE_H
 #define VB_COMMON_ROLE_H
 
+#include <stddef.h>
+
 #include "common/conf.h"
 
 typedef struct vb_shm vb_shm_t;
@@ -20,6 +22,13 @@ typedef struct {
 } vb_child_ctx_t;
 
 const char *vb_role_name(vb_role_t role);
+
+/* 1 when this process can still map BYTES of fresh address space. An
+ * RLIMIT_AS or a short machine can stop a process half-way through setting up
+ * a call or a connection (speexdsp and OpenSSL do not all check their
+ * allocations): checked before taking one on, it can be refused with 503
+ * instead. Maps and unmaps at once; touches no page. */
+int vb_memory_headroom(size_t bytes);
 
 /* Exit codes: the contract with the master (PostgreSQL postmaster style). */
 enum {

@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* Address space a call's setup may take (its buffers, the DSP state, TLS): a
@@ -75,16 +74,6 @@ static void give_back(vb_worker_t *w, const vb_chan_msg_t *msg)
     vb_worker_call_ended(w, msg->slot, msg->gen, 1);
 }
 
-static int memory_headroom(size_t bytes)
-{
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        return 0;
-    }
-    munmap(p, bytes);
-    return 1;
-}
-
 /* Short of memory: the caller gets 503 at once, the master its slot back, and
  * this worker leaves (once the master answers QUIT) so the pool replaces it
  * with a fresh fork of the master. */
@@ -108,7 +97,7 @@ static void on_conn(vb_worker_t *w, const vb_chan_msg_t *msg, int fd)
         }
         return;
     }
-    if (!memory_headroom(CALL_HEADROOM_BYTES)) {
+    if (!vb_memory_headroom(CALL_HEADROOM_BYTES)) {
         refuse_nomem(w, msg, fd);
         return;
     }

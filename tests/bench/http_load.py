@@ -54,6 +54,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from wsclient import twilio_signature, voice_params  # noqa: E402
+import wrkload  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 NUMBER = "+15550000001"
@@ -302,10 +303,6 @@ def finish_calls(p, out, timeout):
 
 # ------------------------------------------------------------------ wrk (D4)
 
-def lua_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def wrk_requests(srv, valid, n=2000):
     """N (path, body, signature or None) requests: status callbacks and voice
     webhooks, half each, every one with its own CallSid."""
@@ -326,95 +323,13 @@ def wrk_requests(srv, valid, n=2000):
         if valid:
             sig = twilio_signature(TOKEN, url, params)
         else:
-            kind = (i // 2) % 4
-            if kind == 0:  # the wrong token
-                sig = twilio_signature("not-the-token", url, params)
-            elif kind == 1:  # no header at all
-                sig = None
-            elif kind == 2:  # truncated
-                sig = twilio_signature(TOKEN, url, params)[:20]
-            else:  # a good signature over other parameters than those sent
-                sig = twilio_signature(TOKEN, url, dict(params, To="+15550009999"))
+            sig = wrkload.forged_signature(TOKEN, url, params, i // 2)
         out.append((path, body, sig))
     return out
 
 
-WRK_LUA = r"""
--- written by tests/bench/http_load.py: cycles through signed webhooks and
--- counts the status codes it gets back.
-local reqs = {
-%s
-}
-local threads = {}
-local nthreads = 0
-
-function setup(thread)
-  thread:set("id", nthreads)
-  nthreads = nthreads + 1
-  table.insert(threads, thread)
-end
-
-function init(args)
-  counts = {}
-  built = {}
-  for i, r in ipairs(reqs) do
-    local h = {["Content-Type"] = "application/x-www-form-urlencoded"}
-    if r[3] ~= nil then h["X-Twilio-Signature"] = r[3] end
-    built[i] = wrk.format("POST", r[1], h, r[2])
-  end
-  idx = (id * 997) %% #built
-end
-
-function request()
-  idx = idx %% #built + 1
-  return built[idx]
-end
-
-function response(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local agg = {}
-  for _, t in ipairs(threads) do
-    local c = t:get("counts")
-    for k, v in pairs(c) do agg[k] = (agg[k] or 0) + v end
-  end
-  local parts = {}
-  for k, v in pairs(agg) do table.insert(parts, string.format('"%%d":%%d', k, v)) end
-  local e = summary.errors
-  io.write(string.format('VBJSON {"requests":%%d,"duration_us":%%d,"status":{%%s},' ..
-    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d},' ..
-    '"latency_us":{"p50":%%d,"p99":%%d,"max":%%d}}\n',
-    summary.requests, summary.duration, table.concat(parts, ","), e.connect, e.read,
-    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99), latency.max))
-end
-"""
-
-
-def write_wrk_script(path, reqs):
-    rows = []
-    for p, b, s in reqs:
-        rows.append("  {%s, %s, %s}," % (lua_str(p), lua_str(b),
-                                          lua_str(s) if s is not None else "nil"))
-    with open(path, "w") as f:
-        f.write(WRK_LUA % "\n".join(rows))
-
-
 def run_wrk(args, srv, script, seconds, threads=2, conns=64, nice=0):
-    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s",
-           "-s", script, srv.public_url + "/"]
-    if nice:
-        cmd = ["nice", "-n", str(nice)] + cmd
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=seconds + 60)
-    for line in p.stdout.splitlines():
-        if line.startswith("VBJSON "):
-            r = json.loads(line[7:])
-            r["rps"] = round(r["requests"] / max(1e-9, r["duration_us"] / 1e6), 1)
-            r["status"] = {int(k): v for k, v in r["status"].items()}
-            return r
-    raise RuntimeError("wrk gave no summary:\n" + p.stdout[-2000:])
+    return wrkload.run(script, srv.public_url + "/", seconds, threads, conns, nice)
 
 
 def degradation(base, flood):
@@ -434,8 +349,8 @@ def d4(args, tmp):
     try:
         valid_lua = os.path.join(srv.dir, "valid.lua")
         invalid_lua = os.path.join(srv.dir, "invalid.lua")
-        write_wrk_script(valid_lua, wrk_requests(srv, True))
-        write_wrk_script(invalid_lua, wrk_requests(srv, False))
+        wrkload.write_script(valid_lua, wrk_requests(srv, True))
+        wrkload.write_script(invalid_lua, wrk_requests(srv, False))
         timeout = args.flood_seconds * 3 + args.calls + 30
         runs = {}
         for tag, script in (("baseline", None), ("valid", valid_lua),

@@ -5,7 +5,6 @@ without a log line each; a request from another address is answered at once
 while slowhttptest holds connections open. Skipped when wrk or slowhttptest
 is not installed. Run by run.py."""
 
-import json
 import os
 import shutil
 import socket
@@ -14,47 +13,11 @@ import time
 import urllib.parse
 
 import harness
-from wsclient import post_signed, twilio_signature, voice_params
-
-WRK_LUA = r"""
-local reqs = {
-%s
-}
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args)
-  counts = {}
-  built = {}
-  for i, r in ipairs(reqs) do
-    local h = {["Content-Type"] = "application/x-www-form-urlencoded"}
-    if r[3] ~= "" then h["X-Twilio-Signature"] = r[3] end
-    built[i] = wrk.format("POST", r[1], h, r[2])
-  end
-  idx = 0
-end
-function request()
-  idx = idx %% #built + 1
-  return built[idx]
-end
-function response(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
-end
-function done(summary, latency, requests)
-  local parts = {}
-  local agg = {}
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts")) do agg[k] = (agg[k] or 0) + v end
-  end
-  for k, v in pairs(agg) do table.insert(parts, string.format('"%%d":%%d', k, v)) end
-  io.write(string.format('VBJSON {"requests":%%d,"non2xx":%%d,"status":{%%s}}\n',
-    summary.requests, summary.errors.status, table.concat(parts, ",")))
-end
-"""
-
+import wrkload
+from wsclient import post_signed, voice_params
 
 def forged_requests(s, n=64):
-    """Webhooks with bad signatures of every kind: the wrong token, none at
-    all, truncated, and a good one over other parameters than those sent."""
+    """(path, body, signature) webhooks with bad signatures of every kind."""
     rows = []
     for i in range(n):
         path = "/twilio/voice" if i % 2 else "/twilio/status"
@@ -62,17 +25,9 @@ def forged_requests(s, n=64):
         if path == "/twilio/status":
             params = dict(params, CallStatus="completed", SequenceNumber=str(i))
         url = s.settings["public_url"] + path
-        kind = (i // 2) % 4
-        if kind == 0:
-            sig = twilio_signature("not-the-token", url, params)
-        elif kind == 1:
-            sig = ""
-        elif kind == 2:
-            sig = twilio_signature(s.token, url, params)[:20]
-        else:
-            sig = twilio_signature(s.token, url, dict(params, To="+15550009999"))
-        rows.append('  {"%s", "%s", "%s"},' % (path, urllib.parse.urlencode(params), sig))
-    return "\n".join(rows)
+        rows.append((path, urllib.parse.urlencode(params),
+                     wrkload.forged_signature(s.token, url, params, i // 2)))
+    return rows
 
 
 def get_from(port, src, path="/health/live", timeout=5):
@@ -106,21 +61,14 @@ class WebhookFlood(harness.ServerTestCase):
             self.skipTest("wrk is not installed (apt-get install wrk)")
         s = self.server(log_level="warn")
         script = os.path.join(s.dir, "forged.lua")
-        with open(script, "w") as f:
-            f.write(WRK_LUA % forged_requests(s))
+        wrkload.write_script(script, forged_requests(s))
         before = s.counter("twilio_bad_signatures")
         conns = 16
-        p = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d3s", "--timeout", "5s", "-s", script,
-                            s.settings["public_url"] + "/"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=60)
-        lines = [x for x in p.stdout.splitlines() if x.startswith("VBJSON ")]
-        self.assertTrue(lines, "wrk printed no summary:\n" + p.stdout[-2000:])
-        r = json.loads(lines[-1][7:])
-        n403 = r["status"].get("403", 0)
+        r = wrkload.run(script, s.settings["public_url"] + "/", 3, threads=1, conns=conns)
+        n403 = r["status"].get(403, 0)
         self.assertGreater(n403, 100, r)
-        self.assertEqual(r["status"], {"403": n403}, "replies other than 403: %r" % r)
-        self.assertEqual(r["non2xx"], r["requests"], r)
+        self.assertEqual(r["status"], {403: n403}, "replies other than 403: %r" % r)
+        self.assertEqual(r["errors"]["status"], r["requests"], r)
         counted = s.counter("twilio_bad_signatures") - before
         self.assertGreaterEqual(counted, n403)
         self.assertLessEqual(counted, n403 + conns, "counted more than wrk can have sent")
