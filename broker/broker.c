@@ -83,7 +83,10 @@ static void conv_attach(broker_t *b, vb_conv_t *c, uint32_t gen)
      * the caller's first words. */
     c->fresh_after_ns = vb_broker_now_ns() - STALE_AUDIO_NS;
     if (c->engine->attach(c) < 0) {
-        vb_log(VB_LOG_ERR, "slot %u: cannot start the %s engine", c->slot_idx, c->engine->name);
+        /* a call left silent is the worst outcome: end it, with the reason on record */
+        vb_log(VB_LOG_ERR, "slot %u: cannot start the %s engine; hanging up", c->slot_idx,
+               c->engine->name);
+        vb_conv_ctl(c, VB_CTL_HANGUP, "the assistant could not be started");
     }
     vb_slot_broker_attach(c->slot, (int32_t)getpid());
     vb_log(VB_LOG_INFO, "slot %u: serving call %s (%s)", c->slot_idx, c->slot->call_id,

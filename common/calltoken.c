@@ -36,7 +36,7 @@ int vb_call_token_ok(const char *key, const char *call_id, const char *assistant
 {
     char want[VB_CALL_TOKEN_LEN + 1];
     if (vb_call_token(key, call_id, assistant, from, to, want) < 0) {
-        return 0;
+        return -ENOMEM;
     }
     return token != NULL && strlen(token) == VB_CALL_TOKEN_LEN &&
            CRYPTO_memcmp(want, token, VB_CALL_TOKEN_LEN) == 0;

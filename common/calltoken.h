@@ -13,7 +13,8 @@
  * 0, or -ENOMEM (OUT is then empty) when OpenSSL could not compute it. */
 int vb_call_token(const char *key, const char *call_id, const char *assistant, const char *from,
                   const char *to, char out[VB_CALL_TOKEN_LEN + 1]);
-/* 1 when TOKEN matches (constant time), else 0 (also when it cannot be computed). */
+/* 1 when TOKEN matches (constant time), 0 when it does not, -ENOMEM when the
+ * HMAC could not be computed (not the caller's fault: answer 1011, not 1008). */
 int vb_call_token_ok(const char *key, const char *call_id, const char *assistant,
                      const char *from, const char *to, const char *token);
 /* What the token says about the assistant: its name, database id and revision

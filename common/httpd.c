@@ -454,7 +454,19 @@ vb_http_conn_t *vb_http_conn_new(struct event_base *base, int fd, SSL_CTX *tls,
     vb_http_parser_init(&c->parser, c->lim.max_header_bytes, c->lim.max_body_bytes);
     c->timer = evtimer_new(base, timer_cb, c);
     c->kick = event_new(base, -1, 0, kick_cb, c);
-    VB_ASSERT(c->timer != NULL && c->kick != NULL);
+    if (c->timer == NULL || c->kick == NULL) { /* short of memory: refuse, do not abort */
+        vb_log(VB_LOG_ERR, "http %s: cannot create timers", c->peer);
+        if (c->timer != NULL) {
+            event_free(c->timer);
+        }
+        if (c->kick != NULL) {
+            event_free(c->kick);
+        }
+        bufferevent_free(c->bev); /* closes FD */
+        free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
     struct timeval wt = {c->lim.idle_timeout_s, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wt);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);

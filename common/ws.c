@@ -146,13 +146,19 @@ int vb_utf8_valid(const uint8_t *s, size_t len)
     return 1;
 }
 
-void vb_ws_accept_key(const char *key, char out[29])
+int vb_ws_accept_key(const char *key, char out[29])
 {
     unsigned char md[SHA_DIGEST_LENGTH];
     char buf[128];
     int n = snprintf(buf, sizeof(buf), "%.64s%s", key, ws_guid);
-    SHA1((const unsigned char *)buf, (size_t)n, md);
+    /* OpenSSL 3's one-shot digest allocates: it can fail when memory is short,
+     * and then md holds whatever was on the stack */
+    if (SHA1((const unsigned char *)buf, (size_t)n, md) == NULL) {
+        out[0] = '\0';
+        return -ENOMEM;
+    }
     EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
+    return 0;
 }
 
 static void copy_reason(char *dst, const void *src, size_t len)
@@ -697,14 +703,14 @@ vb_ws_t *vb_ws_server_new(struct bufferevent *bev, const vb_http_req_t *req, siz
         return NULL;
     }
     ws->is_server = 1;
-    if (make_ctx(ws) < 0) {
+    char accept[29];
+    if (make_ctx(ws) < 0 ||
+        vb_ws_accept_key(vb_http_header(req, "Sec-WebSocket-Key"), accept) < 0) {
         ws_free(ws);
         refuse(bev, 503);
         errno = ENOMEM;
         return NULL;
     }
-    char accept[29];
-    vb_ws_accept_key(vb_http_header(req, "Sec-WebSocket-Key"), accept);
     attach_bev(ws, bev);
     raw_read_start(ws);
     evbuffer_add_printf(ws->out,
@@ -915,7 +921,10 @@ static void check_response(vb_ws_t *ws)
         finish(ws, ws->resp_status, buf);
         return;
     }
-    vb_ws_accept_key(ws->key, expect);
+    if (vb_ws_accept_key(ws->key, expect) < 0) {
+        finish(ws, 1011, "out of memory checking the handshake");
+        return;
+    }
     const char *acc = vb_ws_response_header(ws, "Sec-WebSocket-Accept");
     /* We offer no extension, so the server may not pick one (RFC 6455 4.1). */
     if (acc == NULL || strcmp(acc, expect) != 0 ||

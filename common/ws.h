@@ -104,8 +104,9 @@ int vb_ws_response_status(const vb_ws_t *ws);
 
 /* Is S (LEN bytes) valid UTF-8 (no overlongs, surrogates or > U+10FFFF)? */
 int vb_utf8_valid(const uint8_t *s, size_t len);
-/* Sec-WebSocket-Accept for KEY into OUT (29 bytes with the NUL). */
-void vb_ws_accept_key(const char *key, char out[29]);
+/* Sec-WebSocket-Accept for KEY into OUT (29 bytes with the NUL). 0, or
+ * -ENOMEM when OpenSSL could not compute it (OUT is then ""). */
+int vb_ws_accept_key(const char *key, char out[29]);
 
 /* Tests and fuzzing: a ws with no socket. Bytes given to vb_ws_mem_feed are
  * parsed as frames from the peer (IS_SERVER: we are the server, so the peer's

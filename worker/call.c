@@ -153,8 +153,9 @@ static int take_identity(vb_call_t *call, const char *json, size_t len)
     char ref[160];
     long long revision = strtoll(rev, NULL, 10);
     vb_call_assistant_ref(asst, asst_id, revision, ref, sizeof(ref));
-    int rc = -EACCES;
-    if (vb_call_token_ok(key, cid, ref, from, to, param(params, "token")) &&
+    int ok = vb_call_token_ok(key, cid, ref, from, to, param(params, "token"));
+    int rc = ok < 0 ? -ENOMEM : -EACCES;
+    if (ok > 0 &&
         copy_safe(s->call_id, sizeof(s->call_id), cid) == 0 &&
         copy_safe(s->assistant, sizeof(s->assistant), asst) == 0 &&
         (asst_id[0] == '\0' || copy_safe(s->assistant_id, sizeof(s->assistant_id), asst_id) == 0)) {
@@ -174,7 +175,15 @@ static void on_start(vb_call_t *call, const char *json, size_t len)
         count_bad(call);
         return;
     }
-    if (take_identity(call, json, len) < 0) {
+    int rc = take_identity(call, json, len);
+    if (rc == -ENOMEM) {
+        VB_STAT_INC(rejected_nomem);
+        vb_log(VB_LOG_ERR, "stream start: out of memory checking the call token; closing");
+        call->failed = 1;
+        vb_call_hangup(call, 1011, "server out of memory");
+        return;
+    }
+    if (rc < 0) {
         vb_log(VB_LOG_WARN, "stream start with a missing or wrong call token; closing");
         VB_STAT_INC(mstream_bad_json);
         call->failed = 1;
