@@ -77,7 +77,8 @@ static const conf_key_t conf_keys[] = {
     {"shutdown_timeout", T_INT, OFF(shutdown_timeout), "30", 0, 86400, 1,
      "seconds SIGTERM waits for calls to finish"},
     {"watchdog_ms", T_INT, OFF(watchdog_ms), "3000", 0, 600000, 1,
-     "a broker or the store whose loop has not run for this long is killed and restarted (0: off)"},
+     "a broker, the store or a media worker whose loop has not run for this long is killed and "
+     "restarted (a worker's calls end as failed; 0: off)"},
     {"log_level", T_LEVEL, OFF(log_level), "info", 0, 0, 1,
      "error, warn, notice, info or debug"},
     {"twilio_auth_token", T_SECRET, OFF(twilio_auth_token), "", 0, 0, 1,

@@ -86,6 +86,28 @@ static int beat_of(vb_role_t role, int index)
  * runaway computation) serves nobody: calls would hear silence and records
  * wait. Kill it; the exit path restarts it and, for a broker, tells the
  * workers to hold their calls until the new one takes over. */
+static void watchdog_kill(vb_child_t *c, uint64_t limit, const char *what)
+{
+    vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms or more%s: killing it",
+           vb_role_name(c->role), (int)c->pid, (unsigned long long)limit, what);
+    VB_STAT_INC(watchdog_kills);
+    kill(c->pid, SIGKILL);
+}
+
+/* The ACTIVE call of media worker C whose beat is LIMIT_MS old, or NULL. A
+ * worker's only long work is a frame's: a stale beat is a hang (a loop, a
+ * deadlock, SIGSTOP) and its callers hear nothing. */
+static vb_slot_t *stale_call(vb_master_t *m, const vb_child_t *c, uint64_t limit)
+{
+    for (int j = 0; j < c->nslots; j++) {
+        vb_slot_t *s = vb_shm_slot(m->shm, c->slots[j]);
+        if (s != NULL && vb_slot_gen(s) == c->slot_gens[j] && vb_slot_worker_stale(s, limit)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
 void vb_master_watchdog(vb_master_t *m)
 {
     uint64_t limit = (uint64_t)m->conf->watchdog_ms;
@@ -95,14 +117,17 @@ void vb_master_watchdog(vb_master_t *m)
     for (int i = 0; i < m->nchildren; i++) {
         vb_child_t *c = m->children[i];
         int beat = beat_of(c->role, c->index);
+        if (c->role == VB_ROLE_WORKER && !c->watchdog_killed && stale_call(m, c, limit)) {
+            /* the exit path records its calls as failed and a fresh worker takes
+             * its place */
+            watchdog_kill(c, limit, " for a call");
+            c->watchdog_killed = 1;
+        }
         if (beat < 0 || c->quitting || !vb_shm_beat_stale(m->shm, beat, limit)) {
             continue;
         }
-        vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms or more: killing it",
-               vb_role_name(c->role), (int)c->pid, (unsigned long long)limit);
-        VB_STAT_INC(watchdog_kills);
+        watchdog_kill(c, limit, "");
         vb_shm_beat_ahead(m->shm, beat, WATCHDOG_START_GRACE_MS); /* once */
-        kill(c->pid, SIGKILL);
     }
 }
 

@@ -25,6 +25,7 @@ typedef struct vb_child {
     uint32_t slot_gens[VB_SLOTS_PER_CHILD];
     int nslots;
     double started;      /* monotonic seconds */
+    int watchdog_killed; /* SIGKILLed by the watchdog, not reaped yet */
 } vb_child_t;
 
 typedef struct vb_master vb_master_t;
@@ -42,7 +43,8 @@ void vb_master_maintain_pool(vb_master_t *m);
 /* Dispatch of accepted connections (dispatch.c). */
 void vb_master_dispatch(vb_master_t *m, int fd, int listener);
 void vb_master_slot_tick(vb_master_t *m);
-/* Kill a broker or store whose heartbeat is older than watchdog_ms. */
+/* Kill a broker or store whose heartbeat is older than watchdog_ms, and a
+ * media worker that has not run its loop for one of its calls as long. */
 void vb_master_watchdog(vb_master_t *m);
 void vb_master_on_done(vb_master_t *m, vb_child_t *c, uint32_t slot, uint32_t gen, int failed);
 

@@ -338,6 +338,7 @@ static void slot_reset(vb_slot_t *s)
 {
     s->worker_pid = 0;
     s->start_ns = 0;
+    atomic_store_explicit(&s->worker_beat_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->broker_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&s->broker_attach_epoch, 0, memory_order_relaxed);
     atomic_store_explicit(&s->frames_in, 0, memory_order_relaxed);
@@ -381,7 +382,21 @@ int vb_slot_activate(vb_slot_t *s)
 {
     s->worker_pid = (int32_t)getpid();
     s->start_ns = (uint64_t)realtime_ns();
+    vb_slot_worker_beat(s);
     return slot_move(s, VB_SLOT_ASSIGNED, VB_SLOT_ACTIVE);
+}
+
+void vb_slot_worker_beat(vb_slot_t *s)
+{
+    atomic_store_explicit(&s->worker_beat_ns, mono_ns(), memory_order_relaxed);
+}
+
+int vb_slot_worker_stale(const vb_slot_t *s, uint64_t limit_ms)
+{
+    uint64_t last = atomic_load_explicit(&s->worker_beat_ns, memory_order_relaxed);
+    uint64_t now = mono_ns();
+    return vb_slot_state(s) == VB_SLOT_ACTIVE && last != 0 && now > last &&
+           now - last >= limit_ms * 1000000ull;
 }
 
 int vb_slot_end(vb_slot_t *s)

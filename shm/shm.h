@@ -80,6 +80,10 @@ uint32_t vb_slot_assign(vb_slot_t *s);
 /* Worker: identity filled in → ACTIVE (release); records worker_pid and
  * start_ns. 0, or -ESTALE if the slot was not ASSIGNED. */
 int vb_slot_activate(vb_slot_t *s);
+/* Worker: its loop ran for the call in S (every housekeeping tick). */
+void vb_slot_worker_beat(vb_slot_t *s);
+/* Master: 1 when S is ACTIVE and its worker has not beaten for LIMIT_MS or more. */
+int vb_slot_worker_stale(const vb_slot_t *s, uint64_t limit_ms);
 /* Worker: ASSIGNED/ACTIVE → ENDING (release). 0, or -ESTALE otherwise. */
 int vb_slot_end(vb_slot_t *s);
 /* Master, after reaping the worker: → DEAD, then bump gen (release) so that

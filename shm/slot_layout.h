@@ -14,7 +14,7 @@
 #include "shm/ring_layout.h"
 
 #define VB_SHM_MAGIC 0x31766d6862786f76ull /* "voxbhmv1" */
-#define VB_SHM_VERSION 2u
+#define VB_SHM_VERSION 3u
 #define VB_MAX_BROKERS 256
 #define VB_BEAT_STORE VB_MAX_BROKERS /* beat_ns index of the store; brokers by index */
 #define VB_BEATS (VB_MAX_BROKERS + 1)
@@ -121,7 +121,8 @@ enum {
 /* Who writes what (everyone may read):
  *   master: gen, state (FREE/ASSIGNED/DEAD), broker_epoch, broker_index, and
  *           everything when it resets the slot in vb_slot_assign;
- *   worker: state (ACTIVE/ENDING), identity, worker_pid, start_ns, counters;
+ *   worker: state (ACTIVE/ENDING), identity, worker_pid, start_ns, worker_beat_ns,
+ *           counters;
  *   broker: broker_ack_gen, broker_pid, broker_attach_epoch, transcript;
  *   store:  store_ack_gen.
  * Writers of different fields sit on different cache lines. */
@@ -134,6 +135,9 @@ typedef struct vb_slot {
     int32_t worker_pid;
     uint32_t rsvd0;
     uint64_t start_ns; /* CLOCK_REALTIME at activation */
+    /* CLOCK_MONOTONIC of the worker's last housekeeping tick for this call, for
+     * the master's watchdog (relaxed; 0 until the call is active) */
+    _Atomic uint64_t worker_beat_ns;
     /* Line 1: the broker's. */
     alignas(64) _Atomic uint32_t broker_ack_gen;
     _Atomic int32_t broker_pid;           /* the broker attached, 0 if none */

@@ -171,11 +171,12 @@ static void watch_broker(vb_call_t *call)
  * frame (Twilio streams the caller's audio without pause) and on the broker's
  * bell, so a per-call 20 ms timer would only add a wake-up per frame. This
  * timer also keeps audio flowing, in max_unplayed_ms batches, should the
- * carrier stop sending. */
+ * carrier stop sending, and beats for the master's watchdog. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     vb_call_t *call = arg;
     if (call->started) {
+        vb_slot_worker_beat(call->slot); /* the master's watchdog: this loop runs */
         watch_broker(call);
     }
     vb_call_pump_out(call);

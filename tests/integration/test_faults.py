@@ -148,6 +148,41 @@ class Faults(harness.ServerTestCase):
         self.assertNotIn(old[0], s.pids("broker"), "the stopped broker is still there")
         self.assert_echo_back(res, out, t_launch, t_stop, t_back)
 
+    def test_stopped_media_worker_is_killed_by_the_watchdog(self):
+        """A media worker whose loop stops (SIGSTOP stands for a hang) leaves
+        its caller hearing nothing: after watchdog_ms it is killed, its call
+        ends as failed, the other calls go on and a new worker takes its place."""
+        s = self.server(workers=3, workers_min_spare=0, workers_max=6, brokers=1,
+                        watchdog_ms=1000)
+        run = s.callsim("--calls", 3, "--duration", 8, "--quiet", background=True)
+        t_up = self.wait_calls_up(s, run, 3)
+        workers = set(s.pids("worker"))
+        victim = sorted(s.media_connections())[0]
+        harness.wait_until(lambda: time.monotonic() - t_up > 2.0, 3, what="2 s of call")
+        kills = s.counter("watchdog_kills")
+        t_stop = time.monotonic()
+        os.kill(victim, signal.SIGSTOP)
+        harness.wait_until(lambda: victim not in s.pids("worker"), 3.0, interval=0.02,
+                           what="the stopped worker %d killed within 3 s" % victim)
+        self.assertGreater(time.monotonic() - t_stop, 0.9, "killed before watchdog_ms")
+        harness.wait_until(lambda: len(set(s.pids("worker")) - {victim}) >= len(workers) - 1
+                           and set(s.pids("worker")) - workers, 3, what="a new worker")
+        res = run.wait(60)
+        pcs = res.per_call()
+        dead = [pc for pc in pcs if pc["close_code"] != 1000]
+        alive = [pc for pc in pcs if pc["close_code"] == 1000]
+        self.assertCallsim(res, len(dead) == 1 and len(alive) == 2,
+                           "exactly the stopped worker's call ends abnormally")
+        for pc in alive:
+            check_echo_call(self, res, pc, max_gap_ms=100)
+        self.assertEqual(s.counter("watchdog_kills"), kills + 1)
+        self.assertIn("has not run its loop for 1000 ms or more for a call", s.log())
+        dead_id = dead[0]["call_id"]
+        harness.wait_until(lambda: dead_id in records_by_call(s.spool())[1], 5,
+                           what="call.ended of the stopped worker's call")
+        self.assertTrue(any(r.get("failed") is True
+                            for r in records_by_call(s.spool())[1][dead_id]))
+
     def test_stopped_store_is_killed_by_the_watchdog_and_its_records_kept(self):
         """Records written while the store is stopped wait in the rings; the
         watchdog replaces the store and the new one writes them."""

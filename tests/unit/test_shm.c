@@ -490,6 +490,36 @@ static void test_heartbeats(void **state)
     vb_shm_destroy(shm);
 }
 
+/* A media worker's beat counts only while its call is ACTIVE: a slot being
+ * set up, ended or reassigned is never stale. */
+static void test_worker_beat(void **state)
+{
+    (void)state;
+    vb_shm_t *shm = vb_shm_create(1);
+    assert_non_null(shm);
+    vb_slot_t *s = vb_shm_slot(shm, 0);
+    struct timespec nap = {0, 20000000};
+    vb_slot_assign(s);
+    nanosleep(&nap, NULL);
+    assert_false(vb_slot_worker_stale(s, 10)); /* ASSIGNED: not watched */
+    assert_int_equal(vb_slot_activate(s), 0);  /* activation beats */
+    assert_false(vb_slot_worker_stale(s, 10));
+    nanosleep(&nap, NULL);
+    assert_true(vb_slot_worker_stale(s, 10));
+    assert_false(vb_slot_worker_stale(s, 60000));
+    vb_slot_worker_beat(s);
+    assert_false(vb_slot_worker_stale(s, 10));
+    nanosleep(&nap, NULL);
+    assert_int_equal(vb_slot_end(s), 0);
+    assert_false(vb_slot_worker_stale(s, 10)); /* ENDING: not watched */
+    vb_slot_mark_dead(s);
+    vb_slot_free(s);
+    vb_slot_assign(s); /* a new call starts without the old beat */
+    assert_int_equal(vb_slot_activate(s), 0);
+    assert_false(vb_slot_worker_stale(s, 10));
+    vb_shm_destroy(shm);
+}
+
 static void test_broker_attach(void **state)
 {
     (void)state;
@@ -759,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_attach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_beat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transcript, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overrun_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doorbell_fork, setup, teardown),
