@@ -2,6 +2,7 @@
  * asked for, loaded with a non-blocking query on the broker's loop. Run by the
  * AI brokers; vb_assistant_from_row() also by the api workers. */
 #include "broker/assistants.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/pg.h"
 
@@ -35,13 +36,6 @@ static struct {
     char url[VB_CONF_STR];
     entry_t *entries; /* CACHE_SIZE */
 } cache;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int is_uuid(const char *s)
 {
@@ -120,7 +114,7 @@ static entry_t *claim(const char *key)
 static void on_loaded(void *arg, const vb_pg_reply_t *r)
 {
     entry_t *e = arg;
-    e->loaded_ms = now_ms();
+    e->loaded_ms = vb_mono_ms();
     if (r->err != 0) {
         e->state = E_FAILED;
         e->err = r->err;
@@ -228,7 +222,7 @@ int vb_assistants_get(const vb_conf_t *conf, struct event_base *base,
     if (setup(conf, base) < 0) {
         return -EIO;
     }
-    uint64_t now = now_ms();
+    uint64_t now = vb_mono_ms();
     entry_t *e = find(key);
     if (e != NULL) {
         e->used_ms = now;

@@ -6,6 +6,7 @@
 #include "broker/engine.h"
 #include "broker/local.h"
 #include "common/chan.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/role.h"
 #include "shm/bell.h"
@@ -34,9 +35,7 @@ static broker_t broker;
 
 uint64_t vb_broker_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return vb_mono_ns();
 }
 
 int vb_conv_play(vb_conv_t *c, const vb_audio_frame_t *f)

@@ -21,6 +21,7 @@
 #include "broker/intents.h"
 #include "broker/transcript.h"
 #include "broker/tts_local.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "shm/shm.h"
 
@@ -147,7 +148,6 @@ static void set_time(json_t *o, const char *key, json_int_t ms)
 static void push_event(local_t *l, json_t *o, const char *text)
 {
     vb_event_t ev = {.type = VB_EV_TURN};
-    struct timespec ts;
     size_t cut = strlen(text), n;
     char buf[VB_INTENT_TEXT_MAX];
     for (;;) {
@@ -165,8 +165,7 @@ static void push_event(local_t *l, json_t *o, const char *text)
     }
     ev.data[n] = '\0';
     ev.len = (uint32_t)n;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ev.t_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    ev.t_ns = vb_wall_ns();
     vb_shm_push(l->c->shm, l->c->slot_idx, VB_RING_EVENTS_B2S, &ev,
                 (uint32_t)(offsetof(vb_event_t, data) + n + 1));
 }
@@ -469,10 +468,7 @@ static void pick_voice(local_t *l)
  * worth noticing. */
 static uint64_t call_start_mono(const vb_slot_t *s)
 {
-    struct timespec rt;
-    uint64_t now = vb_broker_now_ns();
-    clock_gettime(CLOCK_REALTIME, &rt);
-    uint64_t real = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+    uint64_t now = vb_broker_now_ns(), real = vb_wall_ns();
     uint64_t heard = atomic_load_explicit(&s->frames_in, memory_order_relaxed) * FRAME_NS;
     uint64_t age = s->start_ns != 0 && s->start_ns <= real ? real - s->start_ns : heard;
     uint64_t gap = age > heard ? age - heard : heard - age;

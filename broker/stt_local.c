@@ -10,6 +10,7 @@
 #include "broker/stt_local.h"
 
 #include "broker/intents.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -146,13 +147,6 @@ struct vb_stt {
     item_t batch[BATCH];
     int16_t noisy[VB_FRAME_SAMPLES];
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the pronunciation dictionary (read-only after load) ------------------- */
 
@@ -752,7 +746,7 @@ static void utt_end(vb_stt_t *t, vb_stt_stream_t *s, const item_t *it)
     }
     r.endpoint_ns = it->t_ns;
     r.voiced_frames = it->voiced;
-    r.final_ns = mono_ns();
+    r.final_ns = vb_mono_ns();
     post_result(t, s, &r);
 }
 

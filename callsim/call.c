@@ -13,6 +13,7 @@
 #include "api/form.h"
 #include "api/twilio.h"
 #include "callsim/twiml.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define FORM_BODY_MAX 4096
@@ -20,9 +21,7 @@
 
 int64_t vb_cs_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)(vb_mono_ns() / 1000);
 }
 
 /* PREFIX + 32 lowercase hex digits, as Twilio's sids. */

@@ -1,6 +1,7 @@
 /* Logging for every role: see log.h. Writes whole lines with one write(2) so
  * that records from many processes sharing stderr do not interleave. */
 #include "common/log.h"
+#include "common/clock.h"
 #include "common/stats.h"
 
 #include <errno.h>
@@ -164,9 +165,7 @@ void vb_log(int level, const char *fmt, ...)
 
 int vb_log_limit(vb_log_limit_t *l, unsigned burst, unsigned period_s, unsigned long *held)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+    unsigned long long now = vb_mono_ns();
     if (l->written >= burst && l->written > 0 &&
         now - l->last_ns < (unsigned long long)period_s * 1000000000ull) {
         l->held++;

@@ -3,6 +3,7 @@
  * request, results matched to requests in order. Used by the store, the api
  * workers and the AI brokers. */
 #include "common/pg.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -52,13 +53,6 @@ struct vb_pg {
     struct event *defer_ev; /* runs callbacks of requests finished outside the loop */
     queue_t queued, sent, done;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void q_push(queue_t *q, req_t *r)
 {
@@ -454,7 +448,7 @@ static void send_queued(vb_pg_t *pg)
     req_t *r;
     int any = 0;
     while (pg->state == ST_UP && (r = q_pop(&pg->queued)) != NULL) {
-        r->sent_ms = now_ms();
+        r->sent_ms = vb_mono_ms();
         q_push(&pg->sent, r); /* before sending: a failure below fails it too */
         if (send_req(pg, r) < 0) {
             lose(pg, PQerrorMessage(pg->conn), -ECONNRESET);
@@ -492,7 +486,7 @@ static void check_deadlines(vb_pg_t *pg, uint64_t now)
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     vb_pg_t *pg = arg;
-    check_deadlines(pg, now_ms());
+    check_deadlines(pg, vb_mono_ms());
     arm_watch(pg);
 }
 
@@ -516,7 +510,7 @@ int vb_pg_exec(vb_pg_t *pg, const vb_pg_stmt_t *stmts, int n, int timeout_ms, vb
     }
     r->fn = fn;
     r->arg = arg;
-    r->deadline_ms = timeout_ms > 0 ? now_ms() + (uint64_t)timeout_ms : 0;
+    r->deadline_ms = timeout_ms > 0 ? vb_mono_ms() + (uint64_t)timeout_ms : 0;
     if (pg->state != ST_UP && pg->failing && timeout_ms > 0) {
         req_defer(pg, r, -ECONNREFUSED);
         return 0;

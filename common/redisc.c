@@ -2,6 +2,7 @@
  * the libevent adapter, reconnect with backoff, a connect timeout and a stall
  * check of our own (this hiredis has neither). Used by the store. */
 #include "common/redisc.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <ctype.h>
@@ -37,13 +38,6 @@ struct vb_redis {
     void (*on_up)(void *arg);
     void *arg;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- URL ------------------------------------------------------------------ */
 
@@ -228,7 +222,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->up = 1;
     r->failing = 0;
     r->backoff_ms = BACKOFF_MIN_MS;
-    r->last_reply_ms = now_ms();
+    r->last_reply_ms = vb_mono_ms();
     evtimer_del(r->timer);
     arm(r, 1000); /* stall checks */
     if (r->on_up != NULL) {
@@ -248,7 +242,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 static void log_error_reply(vb_redis_t *r, const redisReply *rep)
 {
-    uint64_t now = now_ms();
+    uint64_t now = vb_mono_ms();
     if (now - r->last_err_log_ms >= 10000) {
         r->last_err_log_ms = now;
         vb_log(VB_LOG_WARN, "Redis refused a command: %.*s", (int)rep->len, rep->str);
@@ -262,7 +256,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return; /* a context being freed */
     }
     r->outstanding--;
-    r->last_reply_ms = now_ms();
+    r->last_reply_ms = vb_mono_ms();
     const redisReply *rep = reply;
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
         log_error_reply(r, rep);
@@ -320,7 +314,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         start_connect(r);
     } else if (!r->up) {
         drop(r, "timed out connecting");
-    } else if (r->outstanding > 0 && now_ms() - r->last_reply_ms > STALL_MS) {
+    } else if (r->outstanding > 0 && vb_mono_ms() - r->last_reply_ms > STALL_MS) {
         drop(r, "no reply: stalled");
     } else {
         arm(r, 1000);
@@ -386,7 +380,7 @@ int vb_redis_cmd(vb_redis_t *r, int argc, const char **argv, const size_t *argvl
         return -ENOTCONN;
     }
     if (r->outstanding++ == 0) {
-        r->last_reply_ms = now_ms(); /* the stall clock starts with the first outstanding */
+        r->last_reply_ms = vb_mono_ms(); /* the stall clock starts with the first outstanding */
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "master/listen.h"
 #include "master/notify.h"
 #include "common/chan.h"
+#include "common/clock.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -26,9 +27,7 @@
 
 double vb_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)vb_mono_ns() / 1e9;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 struct vb_shm {
@@ -43,13 +44,6 @@ static const struct {
     [VB_RING_EVENTS_B2S] = {VB_SLOT_ROFF_EVENTS_B2S, VB_RING_EVENTS_CAP, sizeof(vb_event_t),
                             VB_BELL_STORE},
 };
-
-static int64_t realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static vb_shm_header_t *header(const vb_shm_t *shm)
 {
@@ -148,7 +142,7 @@ static void header_init(vb_shm_header_t *h, uint32_t nslots, size_t size)
     for (int i = 0; i < VB_RING__COUNT; i++) {
         h->ring_off[i] = offsetof(vb_slot_t, ring_mem) + ring_table[i].off;
     }
-    h->created_ns = realtime_ns();
+    h->created_ns = (int64_t)vb_wall_ns();
     /* The mapping is zero-filled: every counter starts at 0. */
 }
 
@@ -273,17 +267,10 @@ vb_stats_t *vb_shm_stats(vb_shm_t *shm)
 
 _Static_assert(VB_MAX_BROKERS == 256, "common/conf.c caps `brokers` at VB_MAX_BROKERS");
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void vb_shm_beat(vb_shm_t *shm, int who)
 {
     VB_ASSERT(who >= 0 && who < VB_BEATS);
-    atomic_store_explicit(&header(shm)->beat_ns[who], mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&header(shm)->beat_ns[who], vb_mono_ns(), memory_order_relaxed);
 }
 
 uint64_t vb_shm_last_beat(vb_shm_t *shm, int who)
@@ -294,14 +281,14 @@ uint64_t vb_shm_last_beat(vb_shm_t *shm, int who)
 
 int vb_shm_beat_stale(vb_shm_t *shm, int who, uint64_t limit_ms)
 {
-    uint64_t now = mono_ns(), last = vb_shm_last_beat(shm, who);
+    uint64_t now = vb_mono_ns(), last = vb_shm_last_beat(shm, who);
     return now > last && now - last >= limit_ms * 1000000ull;
 }
 
 void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms)
 {
     VB_ASSERT(who >= 0 && who < VB_BEATS);
-    atomic_store_explicit(&header(shm)->beat_ns[who], mono_ns() + grace_ms * 1000000ull,
+    atomic_store_explicit(&header(shm)->beat_ns[who], vb_mono_ns() + grace_ms * 1000000ull,
                           memory_order_relaxed);
 }
 
@@ -381,20 +368,20 @@ static int slot_move(vb_slot_t *s, uint32_t from, uint32_t to)
 int vb_slot_activate(vb_slot_t *s)
 {
     s->worker_pid = (int32_t)getpid();
-    s->start_ns = (uint64_t)realtime_ns();
+    s->start_ns = vb_wall_ns();
     vb_slot_worker_beat(s);
     return slot_move(s, VB_SLOT_ASSIGNED, VB_SLOT_ACTIVE);
 }
 
 void vb_slot_worker_beat(vb_slot_t *s)
 {
-    atomic_store_explicit(&s->worker_beat_ns, mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&s->worker_beat_ns, vb_mono_ns(), memory_order_relaxed);
 }
 
 int vb_slot_worker_stale(const vb_slot_t *s, uint64_t limit_ms)
 {
     uint64_t last = atomic_load_explicit(&s->worker_beat_ns, memory_order_relaxed);
-    uint64_t now = mono_ns();
+    uint64_t now = vb_mono_ns();
     return vb_slot_state(s) == VB_SLOT_ACTIVE && last != 0 && now > last &&
            now - last >= limit_ms * 1000000ull;
 }

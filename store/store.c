@@ -8,6 +8,7 @@
  * hold up the rings: they are fed from the spool and the records, after the
  * fsync. */
 #include "common/chan.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/role.h"
 #include "shm/bell.h"
@@ -66,18 +67,6 @@ typedef struct {
 
 static store_t store;
 
-static uint64_t clock_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t mono_ms(void)
-{
-    return clock_ns(CLOCK_MONOTONIC) / 1000000u;
-}
-
 static void add_line(store_t *st, const char *line, size_t len)
 {
     if (st->pending_len + len > st->pending_cap) {
@@ -99,7 +88,7 @@ static void add_line(store_t *st, const char *line, size_t len)
  * wall clock was stepped (NTP) since: then now, at most a tick late. */
 static uint64_t event_mono_ns(uint64_t t_ns)
 {
-    uint64_t mono = clock_ns(CLOCK_MONOTONIC), wall = clock_ns(CLOCK_REALTIME);
+    uint64_t mono = vb_mono_ns(), wall = vb_wall_ns();
     uint64_t age = wall - t_ns;
     if (t_ns > wall || age > EVENT_MAX_AGE_MS * 1000000ull || age > mono) {
         return mono;
@@ -210,7 +199,7 @@ static void release_rings(store_t *st)
 
 static void record_failure(store_t *st, uint32_t i, vb_slot_t *s)
 {
-    uint64_t now = clock_ns(CLOCK_REALTIME);
+    uint64_t now = vb_wall_ns();
     char line[512];
     int n = snprintf(line, sizeof(line),
                      "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
@@ -335,7 +324,7 @@ static void spool_recovered(store_t *st, size_t lines, uint64_t now)
  * until a later round gets them there (see spool_failed). */
 static void flush(store_t *st)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = vb_mono_ms();
     if (st->retry_ms != 0 && now < st->retry_at_ms) {
         return;
     }
@@ -376,7 +365,7 @@ static void on_bell(evutil_socket_t fd, short what, void *arg)
 static void on_exit_check(evutil_socket_t fd, short what, void *arg)
 {
     store_t *st = arg;
-    if (vb_apply_idle(st->apply) || mono_ms() >= st->exit_deadline_ms) {
+    if (vb_apply_idle(st->apply) || vb_mono_ms() >= st->exit_deadline_ms) {
         event_base_loopexit(st->base, NULL);
         return;
     }
@@ -388,7 +377,7 @@ static void begin_exit(store_t *st)
 {
     on_tick(-1, 0, st); /* last drain */
     if (st->exit_ev == NULL) {
-        st->exit_deadline_ms = mono_ms() + DRAIN_WAIT_MS;
+        st->exit_deadline_ms = vb_mono_ms() + DRAIN_WAIT_MS;
         st->exit_ev = evtimer_new(st->base, on_exit_check, st);
         on_exit_check(-1, 0, st);
     }

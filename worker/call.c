@@ -4,6 +4,7 @@
  * pump.c. Bad carrier input is counted and the call goes on. */
 #include "worker/call_int.h"
 #include "common/calltoken.h"
+#include "common/clock.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -23,22 +24,13 @@ static SSL_CTX *media_tls;
 
 uint64_t vb_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return vb_mono_ns();
 }
 
 /* Queue an event for the store: {"type":TYPE,"call_id":…,"slot":…,FIELDS}. */
 void vb_call_event(vb_call_t *call, const char *type, const char *json_fields)
 {
-    vb_event_t ev = {.type = 0, .t_ns = wall_ns()};
+    vb_event_t ev = {.type = 0, .t_ns = vb_wall_ns()};
     int n = snprintf(ev.data, sizeof(ev.data), "{\"type\":\"%s\",\"call_id\":\"%s\",\"slot\":%u,"
                      "\"gen\":%u%s%s}", type, call->call_id, call->slot_idx, call->gen,
                      json_fields[0] ? "," : "", json_fields);
