@@ -102,11 +102,13 @@ static unsigned long long ms_between(uint64_t from_ns, uint64_t to_ns)
 }
 
 /* The records' stamps are wall-clock time, which NTP may step by an hour in
- * the middle of a call: the call's length is measured on the monotonic clock,
- * from its call.started to its call.ended as slot I carried them, and written
- * into the call.ended line (LINE, N bytes ending in "}\n") as "duration_ms".
- * A call whose start this store did not see (it was restarted since) gets
- * none: its stamps are all there is. Returns the new length. */
+ * the middle of a call: the call's length is measured on the monotonic clock.
+ * The worker writes it into its call.ended; a call.ended without one (the
+ * store's own, for a worker that died) gets the time from the call.started to
+ * the call.ended as slot I carried them, written into the line (LINE, N bytes
+ * ending in "}\n") as "duration_ms". Such a call whose start this store did
+ * not see (it was restarted since) gets none: its stamps are all there is.
+ * Returns the new length. */
 static int call_times(store_t *st, uint32_t i, uint64_t t_ns, char *line, int n, size_t cap)
 {
     call_seen_t *c = &st->calls[i];

@@ -183,6 +183,26 @@ class Faults(harness.ServerTestCase):
         self.assertTrue(any(r.get("failed") is True
                             for r in records_by_call(s.spool())[1][dead_id]))
 
+    def test_call_length_is_on_record_after_a_store_restart(self):
+        """The store restarted mid-call never saw the call start: the length
+        comes from the worker, measured on the monotonic clock."""
+        s = self.server(workers=2, workers_min_spare=1, workers_max=6)
+        run = s.callsim("--calls", 1, "--duration", 4, "--quiet", background=True)
+        t_up = self.wait_calls_up(s, run, 1)
+        (old,) = s.pids("store")
+        harness.wait_until(lambda: time.monotonic() - t_up > 1.0, 2, what="1 s of call")
+        os.kill(old, signal.SIGKILL)
+        harness.wait_until(lambda: [p for p in s.pids("store") if p != old], 5,
+                           what="a new store")
+        res = run.wait(60)
+        (pc,) = res.per_call()
+        self.assertCallsim(res, res.rc == 0, "the call failed")
+        harness.wait_until(lambda: pc["call_id"] in records_by_call(s.spool())[1], 5,
+                           what="call.ended in the spool")
+        (end,) = records_by_call(s.spool())[1][pc["call_id"]]
+        self.assertIn("duration_ms", end, end)
+        self.assertAlmostEqual(end["duration_ms"], pc["duration_ms"], delta=1000, msg=end)
+
     def test_stopped_store_is_killed_by_the_watchdog_and_its_records_kept(self):
         """Records written while the store is stopped wait in the rings; the
         watchdog replaces the store and the new one writes them."""
