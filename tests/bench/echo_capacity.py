@@ -15,7 +15,7 @@ the issue's bar with 0 lost frames and lateness p99 under 20 ms. Not part of
 
 usage: echo_capacity.py BUILD_DIR [--steps 50,100,200,400] [--duration 20]
                         [--calls-per-worker 1] [--brokers 2] [--phases 1]
-                        [--sim-nice 0]
+                        [--sim-nice 0] [--repeat 1]
 """
 import argparse, json, os, resource, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -171,6 +171,13 @@ def run_step(build, proc, api, n, args):
     }
 
 
+def bar_met(r):
+    """The issue's bar: every call answered, 0 lost frames, lateness p99 under 20 ms."""
+    p99 = r.get("lateness_p99_ms")
+    return (r["answered"] == r["calls"] and r["lost_frames"] == 0 and p99 is not None
+            and p99 < 20)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -183,15 +190,25 @@ def main():
                     help="callsim --phases: spread the calls' frames over N phases")
     ap.add_argument("--sim-nice", type=int, default=0,
                     help="run the load generator at this nice value (negative: as root)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each step N times and say in how many the bar was met "
+                         "(near the knee one run decides nothing)")
     args = ap.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     tmp = tempfile.mkdtemp(prefix="vb-bench-")
     proc, api = start_server(args.build, tmp, args, max(steps))
     try:
         for n in steps:
-            r = run_step(args.build, proc, api, n, args)
-            print(json.dumps(r), flush=True)
-            time.sleep(2)
+            met = 0
+            for _ in range(args.repeat):
+                r = run_step(args.build, proc, api, n, args)
+                r["bar_met"] = bar_met(r)
+                met += r["bar_met"]
+                print(json.dumps(r), flush=True)
+                time.sleep(2)
+            if args.repeat > 1:
+                print(json.dumps({"calls": n, "runs": args.repeat, "bar_met_runs": met}),
+                      flush=True)
     finally:
         proc.send_signal(signal.SIGQUIT)
         proc.wait(timeout=30)
