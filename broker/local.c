@@ -36,7 +36,6 @@
 #define FRAME_NS 20000000ull
 #define CARRIER_FRAMES 5 /* agent audio that sits unplayed at the carrier (~100 ms) */
 #define NO_TIME (-1)
-#define CLOCK_STEP_NS 5000000000ull /* wall clock and caller audio disagree: a step */
 
 /* The process's synthesis and recognition threads, started by the first local call. */
 static struct {
@@ -460,22 +459,12 @@ static void pick_voice(local_t *l)
     l->rate = a->rate;
 }
 
-/* CLOCK_MONOTONIC of the call's start. The slot has it in CLOCK_REALTIME, and
- * its age on that clock is off by the whole step when NTP stepped the clock
- * since (a broker taking over a call an hour "old" would time its turns from
- * then): the age is checked against the caller's audio, a frame every 20 ms
- * since the start, and that is taken when they disagree by more than a step
- * worth noticing. */
+/* CLOCK_MONOTONIC of the call's start: a broker taking over a call times its
+ * turns from it (the slot's wall-clock start would be off by any step NTP
+ * took since). */
 static uint64_t call_start_mono(const vb_slot_t *s)
 {
-    uint64_t now = vb_broker_now_ns(), real = vb_wall_ns();
-    uint64_t heard = atomic_load_explicit(&s->frames_in, memory_order_relaxed) * FRAME_NS;
-    uint64_t age = s->start_ns != 0 && s->start_ns <= real ? real - s->start_ns : heard;
-    uint64_t gap = age > heard ? age - heard : heard - age;
-    if (gap > CLOCK_STEP_NS) {
-        age = heard;
-    }
-    return age < now ? now - age : now;
+    return s->start_mono_ns != 0 ? s->start_mono_ns : vb_broker_now_ns();
 }
 
 static int open_streams(local_t *l)

@@ -82,10 +82,6 @@ static int beat_of(vb_role_t role, int index)
     return role == VB_ROLE_STORE ? VB_BEAT_STORE : -1;
 }
 
-/* A broker or the store whose loop has stopped (a hang, SIGSTOP, a
- * runaway computation) serves nobody: calls would hear silence and records
- * wait. Kill it; the exit path restarts it and, for a broker, tells the
- * workers to hold their calls until the new one takes over. */
 static void watchdog_kill(vb_child_t *c, uint64_t limit, const char *what)
 {
     vb_log(VB_LOG_ERR, "%s %d has not run its loop for %llu ms or more%s: killing it",
@@ -108,6 +104,10 @@ static vb_slot_t *stale_call(vb_master_t *m, const vb_child_t *c, uint64_t limit
     return NULL;
 }
 
+/* A broker or the store whose loop has stopped (a hang, SIGSTOP, a
+ * runaway computation) serves nobody: calls would hear silence and records
+ * wait. Kill it; the exit path restarts it and, for a broker, tells the
+ * workers to hold their calls until the new one takes over. */
 void vb_master_watchdog(vb_master_t *m)
 {
     uint64_t limit = (uint64_t)m->conf->watchdog_ms;

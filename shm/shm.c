@@ -325,6 +325,7 @@ static void slot_reset(vb_slot_t *s)
 {
     s->worker_pid = 0;
     s->start_ns = 0;
+    s->start_mono_ns = 0;
     atomic_store_explicit(&s->worker_beat_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->broker_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&s->broker_attach_epoch, 0, memory_order_relaxed);
@@ -369,6 +370,7 @@ int vb_slot_activate(vb_slot_t *s)
 {
     s->worker_pid = (int32_t)getpid();
     s->start_ns = vb_wall_ns();
+    s->start_mono_ns = vb_mono_ns();
     vb_slot_worker_beat(s);
     return slot_move(s, VB_SLOT_ASSIGNED, VB_SLOT_ACTIVE);
 }

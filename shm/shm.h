@@ -78,7 +78,7 @@ int vb_shm_push(vb_shm_t *shm, uint32_t idx, int ring_id, const void *data, uint
  * state. Set broker_index before calling. Returns the new gen. */
 uint32_t vb_slot_assign(vb_slot_t *s);
 /* Worker: identity filled in → ACTIVE (release); records worker_pid and
- * start_ns. 0, or -ESTALE if the slot was not ASSIGNED. */
+ * start_ns (wall clock) and start_mono_ns. 0, or -ESTALE if the slot was not ASSIGNED. */
 int vb_slot_activate(vb_slot_t *s);
 /* Worker: its loop ran for the call in S (every housekeeping tick). */
 void vb_slot_worker_beat(vb_slot_t *s);

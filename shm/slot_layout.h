@@ -121,8 +121,8 @@ enum {
 /* Who writes what (everyone may read):
  *   master: gen, state (FREE/ASSIGNED/DEAD), broker_epoch, broker_index, and
  *           everything when it resets the slot in vb_slot_assign;
- *   worker: state (ACTIVE/ENDING), identity, worker_pid, start_ns, worker_beat_ns,
- *           counters;
+ *   worker: state (ACTIVE/ENDING), identity, worker_pid, start_ns, start_mono_ns,
+ *           worker_beat_ns, counters;
  *   broker: broker_ack_gen, broker_pid, broker_attach_epoch, transcript;
  *   store:  store_ack_gen.
  * Writers of different fields sit on different cache lines. */
@@ -138,6 +138,9 @@ typedef struct vb_slot {
     /* CLOCK_MONOTONIC of the worker's last housekeeping tick for this call, for
      * the master's watchdog (relaxed; 0 until the call is active) */
     _Atomic uint64_t worker_beat_ns;
+    /* CLOCK_MONOTONIC at activation (system-wide, so every process can measure
+     * the call's age with it, whatever steps the wall clock takes) */
+    uint64_t start_mono_ns;
     /* Line 1: the broker's. */
     alignas(64) _Atomic uint32_t broker_ack_gen;
     _Atomic int32_t broker_pid;           /* the broker attached, 0 if none */

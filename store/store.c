@@ -30,14 +30,6 @@
 #define DRAIN_WAIT_MS 3000     /* at exit: how long records may take to reach PostgreSQL */
 #define RETRY_FIRST_MS 100     /* a spool write failed (disk full): the next try after this */
 #define RETRY_MAX_MS 2000      /* ... doubling up to this */
-#define EVENT_MAX_AGE_MS 60000 /* older wall-clock stamps are not trusted (event_mono_ns) */
-
-/* The call a slot carries, as the store saw its call.started: for the length
- * of the call on the monotonic clock (see call_times). */
-typedef struct {
-    char id[48];
-    uint64_t start_mono_ns;
-} call_seen_t;
 
 typedef struct {
     vb_child_ctx_t *ctx;
@@ -52,7 +44,6 @@ typedef struct {
     uint32_t *cursor;
     uint32_t *cursor_gen; /* per slot: the gen the cursors belong to */
     uint8_t *held;        /* per slot: records read and not yet released */
-    call_seen_t *calls;   /* per slot */
     char *pending;        /* lines drained, not yet synced in the spool */
     size_t pending_len, pending_cap;
     uint32_t retry_ms;    /* the spool backoff now; 0 while writes work */
@@ -83,58 +74,8 @@ static void add_line(store_t *st, const char *line, size_t len)
     st->pending_len += len;
 }
 
-/* When an event stamped T_NS on the wall clock happened, on the monotonic
- * clock: now less its age. A stamp from the future or from long ago means the
- * wall clock was stepped (NTP) since: then now, at most a tick late. */
-static uint64_t event_mono_ns(uint64_t t_ns)
-{
-    uint64_t mono = vb_mono_ns(), wall = vb_wall_ns();
-    uint64_t age = wall - t_ns;
-    if (t_ns > wall || age > EVENT_MAX_AGE_MS * 1000000ull || age > mono) {
-        return mono;
-    }
-    return mono - age;
-}
-
-static unsigned long long ms_between(uint64_t from_ns, uint64_t to_ns)
-{
-    return to_ns > from_ns ? (unsigned long long)((to_ns - from_ns) / 1000000u) : 0;
-}
-
-/* The records' stamps are wall-clock time, which NTP may step by an hour in
- * the middle of a call: the call's length is measured on the monotonic clock.
- * The worker writes it into its call.ended; a call.ended without one (the
- * store's own, for a worker that died) gets the time from the call.started to
- * the call.ended as slot I carried them, written into the line (LINE, N bytes
- * ending in "}\n") as "duration_ms". Such a call whose start this store did
- * not see (it was restarted since) gets none: its stamps are all there is.
- * Returns the new length. */
-static int call_times(store_t *st, uint32_t i, uint64_t t_ns, char *line, int n, size_t cap)
-{
-    call_seen_t *c = &st->calls[i];
-    vb_rec_t *rec = &st->rec;
-    if (vb_rec_parse(line, (size_t)n, rec) < 0 || rec->call_id[0] == '\0') {
-        return n;
-    }
-    if (rec->kind == VB_REC_CALL_STARTED && strcmp(c->id, rec->call_id) != 0) {
-        /* the first sighting: one read again after a gen change is not the start */
-        snprintf(c->id, sizeof(c->id), "%s", rec->call_id);
-        c->start_mono_ns = event_mono_ns(t_ns);
-    } else if (rec->kind == VB_REC_CALL_ENDED && strcmp(c->id, rec->call_id) == 0 && n >= 2 &&
-               line[n - 2] == '}' && strstr(line, "\"duration_ms\":") == NULL) {
-        char field[48];
-        int m = snprintf(field, sizeof(field), ",\"duration_ms\":%llu}\n",
-                         ms_between(c->start_mono_ns, event_mono_ns(t_ns)));
-        if ((size_t)n - 2 + (size_t)m < cap) {
-            memcpy(line + n - 2, field, (size_t)m + 1);
-            n = n - 2 + m;
-        }
-    }
-    return n;
-}
-
-/* {"t":<unix ns>,<the record's own fields>}; K as in drain_ring. */
-static void take_event(store_t *st, uint32_t i, int k, const vb_event_t *ev)
+/* {"t":<unix ns>,<the record's own fields>} */
+static void take_event(store_t *st, const vb_event_t *ev)
 {
     char line[sizeof(ev->data) + 96];
     if (ev->len < 2 || ev->len >= sizeof(ev->data) || ev->data[0] != '{') {
@@ -143,20 +84,17 @@ static void take_event(store_t *st, uint32_t i, int k, const vb_event_t *ev)
     }
     int n = snprintf(line, sizeof(line), "{\"t\":%llu,%.*s\n", (unsigned long long)ev->t_ns,
                      (int)ev->len - 1, ev->data + 1);
-    if (k == 0) {
-        n = call_times(st, i, ev->t_ns, line, n, sizeof(line));
-    }
     add_line(st, line, (size_t)n);
 }
 
-static void peek_all(store_t *st, vb_ring_t *r, uint32_t *cursor, uint32_t i, int k)
+static void peek_all(store_t *st, vb_ring_t *r, uint32_t *cursor, uint32_t i)
 {
     vb_event_t ev;
     uint32_t len;
     int rc;
     while ((rc = vb_ring_peek(r, cursor, &ev, sizeof(ev), &len)) != -EAGAIN) {
         if (rc == 0) {
-            take_event(st, i, k, &ev);
+            take_event(st, &ev);
         }
         st->held[i] = 1;
     }
@@ -177,7 +115,7 @@ static void drain_ring(store_t *st, uint32_t i, int k)
             st->cursor[2 * i + 1] = vb_ring_cursor(vb_slot_ring(s, VB_RING_EVENTS_B2S));
             st->cursor_gen[i] = gen;
         }
-        peek_all(st, r, &st->cursor[2 * i + (uint32_t)k], i, k);
+        peek_all(st, r, &st->cursor[2 * i + (uint32_t)k], i);
         if (vb_slot_gen(s) == gen) {
             break;
         }
@@ -199,18 +137,19 @@ static void release_rings(store_t *st)
     }
 }
 
-static void record_failure(store_t *st, uint32_t i, vb_slot_t *s)
+/* The call.ended the dead worker could not write. Its length comes from the
+ * slot's monotonic start, which a wall-clock step does not move. */
+static void record_failure(store_t *st, vb_slot_t *s)
 {
-    uint64_t now = vb_wall_ns();
     char line[512];
     int n = snprintf(line, sizeof(line),
                      "{\"t\":%llu,\"type\":\"call.ended\",\"call_id\":\"%s\",\"reason\":"
-                     "\"media worker crashed\",\"failed\":true,\"frames_in\":%llu,"
-                     "\"frames_out\":%llu}\n",
-                     (unsigned long long)now, s->call_id,
+                     "\"media worker crashed\",\"failed\":true,\"duration_ms\":%llu,"
+                     "\"frames_in\":%llu,\"frames_out\":%llu}\n",
+                     (unsigned long long)vb_wall_ns(), s->call_id,
+                     (unsigned long long)((vb_mono_ns() - s->start_mono_ns) / 1000000u),
                      (unsigned long long)atomic_load(&s->frames_in),
                      (unsigned long long)atomic_load(&s->frames_out));
-    n = call_times(st, i, now, line, n, sizeof(line));
     add_line(st, line, (size_t)n);
     vb_log(VB_LOG_WARN, "call %s failed: its media worker crashed", s->call_id);
 }
@@ -225,7 +164,7 @@ static void scan_slot(store_t *st, uint32_t i)
     if (state == VB_SLOT_DEAD && st->failed_gen[i] != gen) {
         st->failed_gen[i] = gen;
         if (s->call_id[0] != '\0') {
-            record_failure(st, i, s);
+            record_failure(st, s);
         }
     }
     /* The broker writes its last records (the turn it was speaking) when it
@@ -482,10 +421,9 @@ int vb_store_main(vb_child_ctx_t *ctx)
     st->cursor = calloc(2 * (size_t)st->nslots, sizeof(uint32_t));
     st->held = calloc(st->nslots, 1);
     st->cursor_gen = calloc(st->nslots, sizeof(uint32_t));
-    st->calls = calloc(st->nslots, sizeof(call_seen_t));
     st->base = event_base_new();
     if (st->failed_gen == NULL || st->ack_gen == NULL || st->cursor == NULL ||
-        st->held == NULL || st->cursor_gen == NULL || st->calls == NULL || st->base == NULL) {
+        st->held == NULL || st->cursor_gen == NULL || st->base == NULL) {
         return VB_EXIT_CLEAN;
     }
     snprintf(dir, sizeof(dir), "%s/spool", ctx->conf->state_dir);

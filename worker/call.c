@@ -64,14 +64,13 @@ static void call_finish(vb_call_t *call)
     if (call->started) {
         char f[512];
         vb_slot_t *s = call->slot;
-        /* the length on the monotonic clock (a wall-clock step must not move
-         * it); the store measures it only for calls whose start it saw */
+        /* the length on the monotonic clock: a wall-clock step must not move it */
         snprintf(f, sizeof(f),
                  "\"reason\":\"%s\",\"duration_ms\":%llu,\"frames_in\":%llu,"
                  "\"frames_out\":%llu,\"underruns\":%llu,\"late_frames\":%llu,"
                  "\"bad_messages\":%llu",
                  call->end_reason[0] ? call->end_reason : "hangup",
-                 (unsigned long long)((vb_now_ns() - call->started_ns) / 1000000u),
+                 (unsigned long long)((vb_now_ns() - s->start_mono_ns) / 1000000u),
                  (unsigned long long)atomic_load(&s->frames_in),
                  (unsigned long long)atomic_load(&s->frames_out),
                  (unsigned long long)atomic_load(&s->underruns),
@@ -194,7 +193,6 @@ static void on_start(vb_call_t *call, const char *json, size_t len)
     call->broker_epoch = atomic_load_explicit(&s->broker_epoch, memory_order_acquire);
     vb_slot_activate(s);
     call->started = 1;
-    call->started_ns = vb_now_ns();
     vb_log_set_call(call->call_id);
     VB_STAT_INC(calls_started);
     char f[512];

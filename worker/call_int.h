@@ -26,7 +26,6 @@ struct vb_call {
     vb_dsp_t *dsp;
     struct event *tick_ev, *bell_ev;
     int started;     /* `start` received, slot active */
-    uint64_t started_ns; /* monotonic, at `start`: the call's length for its record */
     int closing;     /* we asked the WebSocket to close */
     int failed;      /* ended in error */
     char end_reason[128]; /* copied: a broker's hangup text lives in a ring message */
