@@ -1,7 +1,8 @@
 # mk/media.mk: audio codec and DSP, Twilio Media Streams messages, Twilio webhook
 # signatures, form bodies and TwiML. Unit tests, a DSP benchmark and libFuzzer targets.
 libvb_a_SOURCES += common/g711.c common/g711.h common/base64.c common/base64.h \
-	worker/dsp.c worker/dsp.h worker/mstream.c worker/mstream.h \
+	worker/dsp.c worker/dsp.h worker/halfband.c worker/halfband.h \
+	worker/mstream.c worker/mstream.h \
 	api/form.c api/form.h api/twilio.c api/twilio.h
 
 MEDIA_TESTS = tests/unit/test_g711 tests/unit/test_base64 tests/unit/test_dsp \
@@ -44,7 +45,7 @@ MEDIA_FUZZ_COMMON = common/base64.c common/stats.c
 fuzz_mstream_SRCS = worker/mstream.c
 fuzz_form_sig_SRCS = api/form.c api/twilio.c common/http.c
 fuzz_base64_SRCS =
-fuzz_g711_resample_SRCS = common/g711.c worker/dsp.c
+fuzz_g711_resample_SRCS = common/g711.c worker/dsp.c worker/halfband.c
 
 fuzz-media:
 	@mkdir -p tests/fuzz

@@ -6,9 +6,7 @@
  * empty above 4 kHz, so doing them after upsampling spends half the work (measured
  * 25 -> 18 us a frame, and about twice that with many calls sharing the caches) on
  * nothing.
- * With speexdsp's integer-ratio resampler every call already yields exactly 320 or 160
- * samples (its latency shows as delay, not as missing samples); the small FIFO after each
- * resampler is there so that the frame sizes stay exact whatever it returns. */
+ * The resampling is our own half-band filter, not speexdsp's (why: worker/halfband.h). */
 #include "worker/dsp.h"
 
 #include <errno.h>
@@ -17,9 +15,9 @@
 
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
-#include <speex/speex_resampler.h>
 
 #include "common/g711.h"
+#include "worker/halfband.h"
 
 #define REF_FRAMES 16 /* echo reference frames kept: 320 ms of agent audio */
 /* The level gate on voice: -50 dBFS RMS over a frame, as a sum of squares. */
@@ -37,16 +35,10 @@
 #define VAD_FLOOR_RATIO 4.0f
 #define VAD_FLOOR_RISE 1.03f
 
-/* A resampler and what it produced beyond the last frame taken. */
-typedef struct {
-    SpeexResamplerState *st;
-    int16_t fifo[2 * VB_DSP_FRAME];
-    uint32_t n;
-} rs_t;
-
 struct vb_dsp {
     vb_dsp_opts_t opts;
-    rs_t up, down;
+    vb_hb_up_t up;
+    vb_hb_down_t down;
     SpeexPreprocessState *pp;
     SpeexEchoState *echo;
     int16_t ref[REF_FRAMES][VB_DSP_FRAME_8K];
@@ -54,41 +46,6 @@ struct vb_dsp {
     int was_speech;
     float floor; /* energy of the background, per frame; 0 before the first frame */
 };
-
-static int rs_init(rs_t *r, uint32_t in_rate, uint32_t out_rate)
-{
-    int err = 0;
-    r->st = speex_resampler_init(1, in_rate, out_rate, VB_DSP_RESAMPLE_QUALITY, &err);
-    r->n = 0;
-    return r->st != NULL && err == RESAMPLER_ERR_SUCCESS ? 0 : -ENOMEM;
-}
-
-/* Resamples IN_N samples and takes exactly OUT_N into OUT. Short output (never seen with
- * speexdsp at 2:1) is padded with leading silence; extra output waits for the next call. */
-static void rs_run(rs_t *r, const int16_t *in, uint32_t in_n, int16_t *out, uint32_t out_n)
-{
-    const uint32_t cap = sizeof(r->fifo) / sizeof(r->fifo[0]);
-    while (in_n > 0 && r->n < cap) {
-        spx_uint32_t il = in_n, ol = cap - r->n;
-        speex_resampler_process_int(r->st, 0, in, &il, r->fifo + r->n, &ol);
-        r->n += ol;
-        in += il;
-        in_n -= il;
-        if (il == 0 && ol == 0) {
-            break;
-        }
-    }
-    if (r->n >= out_n) {
-        memcpy(out, r->fifo, out_n * sizeof(*out));
-        r->n -= out_n;
-        memmove(r->fifo, r->fifo + out_n, r->n * sizeof(*out));
-        return;
-    }
-    uint32_t pad = out_n - r->n;
-    memset(out, 0, pad * sizeof(*out));
-    memcpy(out + pad, r->fifo, r->n * sizeof(*out));
-    r->n = 0;
-}
 
 static int pp_init(vb_dsp_t *d)
 {
@@ -134,8 +91,9 @@ vb_dsp_t *vb_dsp_new(const vb_dsp_opts_t *opts)
         return NULL;
     }
     d->opts = opts ? *opts : defaults;
-    if (rs_init(&d->up, 8000, VB_DSP_RATE) < 0 || rs_init(&d->down, VB_DSP_RATE, 8000) < 0 ||
-        echo_init(d) < 0 || pp_init(d) < 0) {
+    vb_hb_up_init(&d->up);
+    vb_hb_down_init(&d->down);
+    if (echo_init(d) < 0 || pp_init(d) < 0) {
         vb_dsp_free(d);
         errno = ENOMEM;
         return NULL;
@@ -148,12 +106,6 @@ void vb_dsp_free(vb_dsp_t *d)
     if (d == NULL) {
         return;
     }
-    if (d->up.st != NULL) {
-        speex_resampler_destroy(d->up.st);
-    }
-    if (d->down.st != NULL) {
-        speex_resampler_destroy(d->down.st);
-    }
     if (d->pp != NULL) {
         speex_preprocess_state_destroy(d->pp);
     }
@@ -165,9 +117,8 @@ void vb_dsp_free(vb_dsp_t *d)
 
 void vb_dsp_reset(vb_dsp_t *d)
 {
-    speex_resampler_reset_mem(d->up.st);
-    speex_resampler_reset_mem(d->down.st);
-    d->up.n = d->down.n = 0;
+    vb_hb_up_init(&d->up);
+    vb_hb_down_init(&d->down);
     d->ref_head = d->ref_count = 0;
     d->was_speech = 0;
     d->floor = 0;
@@ -256,7 +207,7 @@ int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], in
     if (d->pp != NULL) {
         speex_preprocess_run(d->pp, pcm8k);
     }
-    rs_run(&d->up, pcm8k, VB_DSP_FRAME_8K, pcm16k, VB_DSP_FRAME);
+    vb_hb_up(&d->up, pcm8k, VB_DSP_FRAME_8K, pcm16k);
     int speech = d->opts.vad ? speech_decision(d, (float)energy) : 1;
     floor_update(d, (float)energy);
     *voice = energy >= GATE_ENERGY && speech;
@@ -266,7 +217,7 @@ int vb_dsp_inbound(vb_dsp_t *d, const uint8_t ulaw[160], int16_t pcm16k[320], in
 int vb_dsp_outbound(vb_dsp_t *d, const int16_t pcm16k[320], uint8_t ulaw[160])
 {
     int16_t pcm8k[VB_DSP_FRAME_8K];
-    rs_run(&d->down, pcm16k, VB_DSP_FRAME, pcm8k, VB_DSP_FRAME_8K);
+    vb_hb_down(&d->down, pcm16k, VB_DSP_FRAME_8K, pcm8k);
     if (d->echo != NULL) {
         ref_push(d, pcm8k);
     }

@@ -1,6 +1,7 @@
 /* Per-call audio processing in the media worker: Twilio's 8 kHz mu-law <-> the internal
- * 16 kHz PCM16 frames (20 ms, 320 samples), with speexdsp resampling and preprocessing
- * (denoise, AGC, VAD, optional echo cancellation against the agent's own audio). One
+ * 16 kHz PCM16 frames (20 ms, 320 samples), with a half-band resampler (worker/halfband.h)
+ * and speexdsp preprocessing (denoise, AGC, VAD, optional echo cancellation against the
+ * agent's own audio). One
  * vb_dsp_t per call, made at call start; the per-frame calls allocate nothing. */
 #ifndef VB_WORKER_DSP_H
 #define VB_WORKER_DSP_H
@@ -11,12 +12,6 @@
 #define VB_DSP_FRAME 320    /* samples per 20 ms at 16 kHz */
 #define VB_DSP_FRAME_8K 160 /* mu-law bytes per 20 ms at 8 kHz */
 
-/* Resampler quality (speexdsp 0..10): 3 costs a few us a frame each way (4 only a little
- * more), keeps a 1 kHz tone through 8k -> 16k -> 8k (with G.711 both ways) within 1 % RMS
- * error and the phone band up to 3.3 kHz flat within 0.5 dB each way, images and aliases
- * 70 dB down or more (tests/unit/test_dsp.c, tests/bench/bench_dsp.c). 2 saves 1-2 us a
- * frame but is 1.1 dB down at 3.3 kHz on the way to the caller. */
-#define VB_DSP_RESAMPLE_QUALITY 3
 /* Echo canceller tail: how far back the agent's audio may echo. speex_echo costs about
  * 2.5 times the rest of the frame's DSP (bench_dsp), hence off by default. */
 #define VB_DSP_ECHO_TAIL_MS 128

@@ -1,19 +1,22 @@
-/* Unit tests for worker/dsp: exact frame sizes, silence stays silent, a 1 kHz tone
- * survives 8k -> 16k -> 8k, the phone band passes flat without images or aliases, the VAD tells a speech-like signal from background noise,
- * reset gives a fresh state, and the echo canceller removes a delayed echo of the
- * agent's audio. Signals are synthesised with a fixed seed. */
+/* Unit tests for worker/dsp and worker/halfband: exact frame sizes, silence stays silent,
+ * a 1 kHz tone survives 8k -> 16k -> 8k, the phone band passes flat without images or
+ * aliases, full-scale input saturates instead of wrapping, the VAD tells a speech-like
+ * signal from background noise, reset gives a fresh state, and the echo canceller removes
+ * a delayed echo of the agent's audio. Signals are synthesised with a fixed seed. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "common/g711.h"
 #include "worker/dsp.h"
+#include "worker/halfband.h"
 
 #define PI 3.14159265358979323846
 
@@ -240,7 +243,7 @@ static double outbound_response(double f)
     return db(tone_level(back + 1600, 6400, f < 4000 ? f : 8000 - f, 8000) / 10000);
 }
 
-/* What the resampler quality must keep, for a phone line: the band up to 3.3 kHz flat
+/* What the resampler must keep, for a phone line: the band up to 3.3 kHz flat
  * within 0.5 dB each way, and images and aliases at least 55 dB down, well under
  * G.711's own noise (about 38 dB below a full-scale tone). */
 static void test_phone_band_response(void **state)
@@ -260,6 +263,49 @@ static void test_phone_band_response(void **state)
         double alias = outbound_response(above[i]);
         print_message("%4.0f Hz at 16 kHz: alias %.0f dB\n", above[i], alias);
         assert_true(alias < -55);
+    }
+}
+
+/* The half-band filter's worst case: a full-scale input whose signs match the taps'
+ * drives the sum to its largest; the output must clip at full scale with the right sign,
+ * never wrap round (the int32 sum has room: the taps' absolute sum bounds it). */
+static int16_t full_scale_like(int16_t tap, int sign)
+{
+    return (int16_t)(tap == 0 ? 0 : (tap > 0) == (sign > 0) ? 32767 : -32767);
+}
+
+static void test_halfband_full_scale(void **state)
+{
+    (void)state;
+    for (int sign = -1; sign <= 1; sign += 2) {
+        vb_hb_up_t up;
+        vb_hb_up_init(&up);
+        int64_t bound = 0;
+        int16_t x[VB_HB_MAX_IN] = {0}, out[2 * VB_HB_MAX_IN];
+        for (int i = 0; i < VB_HB_DOT; i++) {
+            bound += (int64_t)abs(up.t.taps[i]) * 32768;
+            x[i] = full_scale_like(up.t.taps[i], sign);
+        }
+        assert_true(bound < INT32_MAX);
+        vb_hb_up(&up, x, VB_HB_MAX_IN, out);
+        /* The window of output 2m+1 is input m-31..m: the pattern lines up at m = 31. */
+        assert_int_equal(out[2 * VB_HB_HIST + 1], sign > 0 ? INT16_MAX : INT16_MIN);
+
+        vb_hb_down_t down;
+        vb_hb_down_init(&down);
+        int16_t z[2 * VB_HB_MAX_IN] = {0}, y[VB_HB_MAX_IN];
+        bound = 32768 * (VB_HB_ONE / 2);
+        for (int i = 0; i < VB_HB_DOT; i++) {
+            bound += (int64_t)abs(down.t.taps[i]) * 32768;
+            z[2 * i + 1] = full_scale_like(down.t.taps[i], sign);
+        }
+        for (int i = 0; i < VB_HB_MAX_IN; i++) {
+            z[2 * i] = (int16_t)(sign * 32767);
+        }
+        assert_true(bound < INT32_MAX);
+        vb_hb_down(&down, z, VB_HB_MAX_IN, y);
+        int16_t peak = y[VB_HB_HIST];
+        assert_true(sign > 0 ? peak > 32000 : peak < -32000);
     }
 }
 
@@ -425,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_silence_stays_silent),
         cmocka_unit_test(test_tone_round_trip),
         cmocka_unit_test(test_phone_band_response),
+        cmocka_unit_test(test_halfband_full_scale),
         cmocka_unit_test(test_vad),
         cmocka_unit_test(test_level_gate_without_vad),
         cmocka_unit_test(test_reset_is_fresh),
