@@ -60,7 +60,7 @@ typedef struct {
     int armed;
     int64_t pos;                       /* samples consumed */
     int64_t last_sound;                /* end of the last window not quiet; -1: none yet */
-    double acc;                        /* sum of squares in the current window */
+    int64_t acc;                       /* sum of squares in the current window */
     int fill;                          /* samples in the current window */
     int16_t hist[2 * VB_CS_ONSET_WIN]; /* the last two windows, ring by pos */
 } vb_cs_onset_t;

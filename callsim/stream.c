@@ -287,6 +287,11 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
         /* The turn scheduler decides on what the caller has heard up to now. */
         vb_cs_playout_advance(&c->play, timeline(c, now));
     }
+    /* The frame and the marks played by now leave in one segment, as the worker's frames
+     * and marks do: one wake-up of the worker instead of two. */
+    if (c->ws != NULL) {
+        vb_ws_cork(c->ws);
+    }
     while (c->state == VB_CS_STREAMING && !call_done(c) &&
            c->t0 + (int64_t)c->sent * VB_CS_TICK_US <= now + TICK_SLACK_US) {
         send_frame(c, now);
@@ -295,6 +300,9 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
         }
     }
     vb_cs_playout_advance(&c->play, timeline(c, now));
+    if (c->ws != NULL) { /* NULL if the stream closed meanwhile */
+        vb_ws_uncork(c->ws);
+    }
     if (c->state == VB_CS_STREAMING && call_done(c)) {
         c->t_done = c->t_done ? c->t_done : now;
         if (now - c->t_done >= (int64_t)c->sim->o->tail_ms * 1000) {
