@@ -15,7 +15,7 @@ the issue's bar with 0 lost frames and lateness p99 under 20 ms. Not part of
 
 usage: echo_capacity.py BUILD_DIR [--steps 50,100,200,400] [--duration 20]
                         [--calls-per-worker 1] [--brokers 2] [--phases 1]
-                        [--sim-nice 0] [--repeat 1]
+                        [--sim-nice 0] [--sim-procs 1] [--repeat 1]
 """
 import argparse, json, os, resource, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -138,32 +138,53 @@ def worker_pss(root):
     return [pss_kib(p) for p in descendants(root) if title(p) == "voxbridge: worker"]
 
 
-def run_step(build, proc, api, n, args):
-    idle = median(worker_pss(proc.pid))
-    cpu0 = cpu_seconds(proc.pid)
-    sim0, m0 = children_cpu(), machine_times()
+def start_callsim(build, api, n, args):
     nice = ["nice", "-n", str(args.sim_nice)] if args.sim_nice else []
-    sim = subprocess.Popen(
+    return subprocess.Popen(
         nice + [os.path.join(build, "voxbridge-callsim"), "--url", f"http://127.0.0.1:{api}",
          "--token", "bench-token", "--to", "+15550000001", "--calls", str(n),
          "--duration", str(args.duration), "--ramp-ms", str(args.ramp_ms),
          "--phases", str(args.phases), "--tail-ms", "1000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(args.ramp_ms * n / 1000 + args.duration / 2)
+
+
+def merge_summaries(sums):
+    """One summary from several load generators' JSON summaries: counts add up; a
+    percentile is the largest of theirs, an upper bound of the whole's (at most 1 % of
+    each part lies above its own p99, so at most 1 % of the whole above the largest)."""
+    total = lambda k: sum(s.get(k) or 0 for s in sums)
+    worst = lambda get: max((get(s) for s in sums if get(s) is not None), default=None)
+    return {
+        "answered": total("answered"), "frames_sent": total("frames_sent"),
+        "frames_received": total("frames_received"), "gaps_over_40ms": total("gaps_over_40ms"),
+        "underrun_ms": total("underrun_ms"), "late_frames": total("late_frames"),
+        "max_gap_ms": worst(lambda s: s.get("max_gap_ms")),
+        "lateness_p99_ms": worst(lambda s: s.get("lateness_ms", {}).get("p99")),
+        "send_lag_max_ms": worst(lambda s: s.get("send_lag_max_ms")),
+        "rtt_p99_ms": worst(lambda s: s["rtt_ms"]["p99"]),
+    }
+
+
+def run_step(build, proc, api, n, args):
+    idle = median(worker_pss(proc.pid))
+    cpu0 = cpu_seconds(proc.pid)
+    sim0, m0 = children_cpu(), machine_times()
+    shares = [n // args.sim_procs + (i < n % args.sim_procs) for i in range(args.sim_procs)]
+    sims = [start_callsim(build, api, k, args) for k in shares if k > 0]
+    time.sleep(args.ramp_ms * max(shares) / 1000 + args.duration / 2)
     busy = median(worker_pss(proc.pid))
-    out, _ = sim.communicate(timeout=args.duration * 3 + n)
+    outs = [sim.communicate(timeout=args.duration * 3 + n)[0] for sim in sims]
     cpu1 = cpu_seconds(proc.pid)
     sim1, m1 = children_cpu(), machine_times()
-    s = json.loads(out.strip().splitlines()[-1])
+    s = merge_summaries([json.loads(out.strip().splitlines()[-1]) for out in outs])
     call_seconds = max(1e-9, s["answered"] * args.duration)
     return {
         "calls": n, "answered": s["answered"],
         "lost_frames": s["frames_sent"] - s["frames_received"],
         "gaps_over_40ms": s["gaps_over_40ms"], "max_gap_ms": s["max_gap_ms"],
-        "underrun_ms": s.get("underrun_ms"), "late_frames": s.get("late_frames"),
-        "lateness_p99_ms": s.get("lateness_ms", {}).get("p99"),
-        "send_lag_max_ms": s.get("send_lag_max_ms"),
-        "rtt_p99_ms": s["rtt_ms"]["p99"],
+        "underrun_ms": s["underrun_ms"], "late_frames": s["late_frames"],
+        "lateness_p99_ms": s["lateness_p99_ms"], "send_lag_max_ms": s["send_lag_max_ms"],
+        "rtt_p99_ms": s["rtt_p99_ms"],
         "cpu_ms_per_call_second": round((cpu1 - cpu0) * 1000 / call_seconds, 2),
         "callsim_cpu_ms_per_call_second": round((sim1 - sim0) * 1000 / call_seconds, 2),
         "machine_busy_pct": round(100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1),
@@ -190,6 +211,10 @@ def main():
                     help="callsim --phases: spread the calls' frames over N phases")
     ap.add_argument("--sim-nice", type=int, default=0,
                     help="run the load generator at this nice value (negative: as root)")
+    ap.add_argument("--sim-procs", type=int, default=1,
+                    help="split the calls over N load-generator processes (a carrier has "
+                         "many media servers; one process is one of a few hundred the "
+                         "scheduler shares the cores between)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each step N times and say in how many the bar was met "
                          "(near the knee one run decides nothing)")
