@@ -45,7 +45,7 @@ MEDIA_FUZZ_COMMON = common/base64.c common/stats.c
 fuzz_mstream_SRCS = worker/mstream.c
 fuzz_form_sig_SRCS = api/form.c api/twilio.c common/http.c
 fuzz_base64_SRCS =
-fuzz_g711_resample_SRCS = common/g711.c worker/dsp.c worker/halfband.c
+fuzz_g711_resample_SRCS = common/g711.c common/log.c worker/dsp.c worker/halfband.c
 
 fuzz-media:
 	@mkdir -p tests/fuzz

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/log.h"
+
 #define KAISER_BETA 6.0 /* with 15 taps a side: images 62 dB down from 4.6 kHz */
 #define PAD (VB_HB_DOT - 2 * VB_HB_SIDE)
 
@@ -62,6 +64,7 @@ void vb_hb_up_init(vb_hb_up_t *s)
 
 void vb_hb_up(vb_hb_up_t *s, const int16_t *in, unsigned n, int16_t *out)
 {
+    VB_ASSERT(n <= VB_HB_MAX_IN);
     memcpy(s->buf + VB_HB_HIST, in, n * sizeof(*in));
     for (unsigned m = 0; m < n; m++) {
         const int16_t *w = s->buf + m;
@@ -82,6 +85,7 @@ void vb_hb_down_init(vb_hb_down_t *s)
 
 void vb_hb_down(vb_hb_down_t *s, const int16_t *in, unsigned n, int16_t *out)
 {
+    VB_ASSERT(n <= VB_HB_MAX_IN);
     for (unsigned m = 0; m < n; m++) {
         s->even[VB_HB_HIST + m] = in[2 * m];
         s->odd[VB_HB_HIST + m] = in[2 * m + 1];
