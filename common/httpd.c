@@ -34,6 +34,7 @@ enum { C_READ, C_HANDLER, C_DONE };
 
 #define READ_HIGH_WATERMARK (64 * 1024)
 #define LINGER_TIMEOUT_S 2
+#define BUSY_DRAIN_BYTES (64 * 1024) /* what a refused client may have sent already */
 
 struct vb_http_conn {
     struct event_base *base;
@@ -558,7 +559,7 @@ int vb_http_conn_is_tls(const vb_http_conn_t *c)
     return c->is_tls;
 }
 
-void vb_http_busy_fd(int fd, const char *message)
+void vb_http_busy_write(int fd, const char *message)
 {
     char body[160], buf[512];
     int len = snprintf(body, sizeof(body),
@@ -570,5 +571,29 @@ void vb_http_busy_fd(int fd, const char *message)
                      len, body);
     ssize_t w = write(fd, buf, (size_t)n); /* best effort: the socket is fresh */
     (void)w;
+    shutdown(fd, SHUT_WR);
+    vb_http_drain_fd(fd, BUSY_DRAIN_BYTES);
+}
+
+ssize_t vb_http_drain_fd(int fd, size_t max)
+{
+    char sink[4096];
+    size_t total = 0;
+    while (total < max) {
+        ssize_t r = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break; /* nothing more for now */
+        }
+        if (r <= 0) {
+            return -1; /* the peer closed, or the socket failed */
+        }
+        total += (size_t)r;
+    }
+    return (ssize_t)total;
+}
+
+void vb_http_busy_fd(int fd, const char *message)
+{
+    vb_http_busy_write(fd, message);
     close(fd);
 }

@@ -49,8 +49,16 @@ vb_http_conn_t *vb_http_conn_new(struct event_base *base, int fd, SSL_CTX *tls,
  * Content-Length, Date, and Connection: close when the connection will close;
  * a HEAD request gets no body. EXTRA_HEADERS: "K: v\r\n..." or NULL. */
 /* Refuse a raw connection FD before it is served: 503, Retry-After: 1, a JSON
- * error with code "busy" and MESSAGE (JSON-safe text); closes FD. */
+ * error with code "busy" and MESSAGE (JSON-safe text); closes FD. What the
+ * client has sent so far is read first, so the close sends a FIN, not a reset
+ * that could reach the client before the answer; what it sends later still
+ * meets a reset (common/linger.h waits for it). */
 void vb_http_busy_fd(int fd, const char *message);
+/* The same without the close: the answer, the FIN (shutdown) and the drain. */
+void vb_http_busy_write(int fd, const char *message);
+/* Reads and drops what FD has ready, up to MAX bytes, without blocking: the
+ * bytes dropped, or -1 once the peer has closed or the socket failed. */
+ssize_t vb_http_drain_fd(int fd, size_t max);
 
 void vb_http_reply(vb_http_conn_t *c, int status, const char *content_type, const void *body,
                    size_t len, const char *extra_headers);

@@ -41,7 +41,8 @@
     X(chan_bad_packets, "master-child channel packets dropped as malformed or unexpected")   \
     X(chan_lost_fds, "connections lost in the hand-over: the child had no free descriptor")  \
     X(accept_no_fds, "connections the master answered 503: it had no free descriptor")      \
-    X(rejected_nomem, "connections refused with 503: the process was short of memory")
+    X(rejected_nomem, "connections refused with 503: the process was short of memory")     \
+    X(busy_lingering, "connections refused with 503 and held until the client stopped sending")
 
 enum {
 #define VB_STAT_ENUM(name, help) VB_STAT_##name,

@@ -32,6 +32,7 @@ static void child_close_master_state(vb_master_t *m, int keep_chan)
     if (m->spare_fd >= 0) {
         close(m->spare_fd);
     }
+    vb_linger_close_fds(m->linger); /* else a child keeps refused connections open */
     for (int i = 0; i < m->nchildren; i++) {
         if (m->children[i]->chan != keep_chan) {
             close(m->children[i]->chan);

@@ -56,7 +56,7 @@ static void refuse_api(vb_master_t *m, int fd, int cap)
         vb_log(VB_LOG_WARN, "api connection refused with 503: every api worker holds %d "
                "connections (api_max_connections)", cap);
     }
-    vb_http_busy_fd(fd, "all api workers are at their connection limit");
+    vb_linger_busy(m->linger, fd, "all api workers are at their connection limit");
 }
 
 static void dispatch_api(vb_master_t *m, int fd)
@@ -90,7 +90,7 @@ static void dispatch_media(vb_master_t *m, int fd)
         vb_log(VB_LOG_WARN, "media connection refused with 503: %s (%d)",
                c == NULL ? "pool at workers_max" : "no free slot",
                c == NULL ? m->conf->workers_max : m->conf->slots);
-        vb_http_busy_fd(fd, "all media workers are busy");
+        vb_linger_busy(m->linger, fd, "all media workers are busy");
         return;
     }
     vb_slot_t *s = vb_shm_slot(m->shm, (uint32_t)slot);

@@ -53,11 +53,12 @@ static long child_need(const vb_conf_t *cf, long base, long slots)
 }
 
 /* The master's: the slots, one channel per child, twice for the media and api
- * workers (a reload runs two generations side by side), and its reserve. */
+ * workers (a reload runs two generations side by side), its reserve and the
+ * refused connections it lets linger. */
 static long master_need(const vb_conf_t *cf, long base, long slots, long workers)
 {
     long chans = 2 * (workers + cf->api_workers) + cf->brokers + 1;
-    return base + slots * VB_BELL__COUNT + chans + MASTER_FD_RESERVE;
+    return base + slots * VB_BELL__COUNT + chans + MASTER_FD_RESERVE + VB_MASTER_LINGER_MAX;
 }
 
 /* The slots a pool of WORKERS needs: as configured for the configured pool

@@ -324,6 +324,7 @@ static int setup(vb_master_t *m, vb_conf_t *conf)
         return -1;
     }
     m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    m->linger = vb_linger_new(m->base, VB_MASTER_LINGER_MAX);
     vb_master_log_api_cap(m);
     add_signals(m);
     struct timeval tv = {0, TICK_MS * 1000};

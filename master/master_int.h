@@ -2,11 +2,16 @@
 #ifndef VB_MASTER_MASTER_INT_H
 #define VB_MASTER_MASTER_INT_H
 
+#include "common/linger.h"
 #include "master/master.h"
 #include "shm/shm.h"
 
 #include <event2/event.h>
 #include <event2/listener.h>
+
+/* Refused connections the master keeps reading until the client stops sending
+ * (common/linger.h); counted in its open-files budget. */
+#define VB_MASTER_LINGER_MAX 16
 
 typedef struct {
     double next_at;  /* monotonic seconds before which it is not restarted */
@@ -33,6 +38,7 @@ struct vb_master {
     int file_workers_max, file_slots; /* as the file said, before the fd budget (fdbudget.c) */
     int spare_fd;        /* given up to answer 503 when accept() finds no free descriptor */
     int accept_paused;   /* listeners disabled until the next tick (no spare either) */
+    vb_linger_t *linger; /* refused connections closing; NULL: closed at once */
     int stopping;        /* 1 graceful (SIGTERM), 2 fast (SIGQUIT) */
     double stop_deadline;
     struct event *tick_ev;

@@ -1,6 +1,6 @@
 # mk/net.mk: the edge - HTTP/1.1 server, WebSocket server and client, TLS.
 libvb_a_SOURCES += common/http.c common/http.h common/httpd.c common/httpd.h \
-	common/ws.c common/ws.h common/tls.c common/tls.h
+	common/ws.c common/ws.h common/tls.c common/tls.h common/linger.c common/linger.h
 
 check_PROGRAMS += tests/unit/test_http tests/unit/test_httpd tests/unit/test_ws
 TESTS += tests/unit/test_http tests/unit/test_httpd tests/unit/test_ws

@@ -89,6 +89,16 @@ def wait_until(pred, timeout, interval=0.05, what=None):
         time.sleep(interval)
 
 
+def recv_until_eof(sock):
+    """Everything the peer sends until it closes."""
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))

@@ -39,12 +39,7 @@ def get_from(port, src, path="/health/live", timeout=5):
         c.bind((src, 0))
         c.connect(("127.0.0.1", port))
         c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            chunk = c.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = harness.recv_until_eof(c)
     finally:
         c.close()
     line = data.split(b"\r\n", 1)[0].split()

@@ -2,6 +2,7 @@
 media listener: what a caller (and the operator's metrics) see. Calls are
 placed by hand with wsclient.MediaCall. Run by run.py."""
 
+import socket
 import time
 import unittest
 
@@ -101,6 +102,29 @@ class MediaInput(harness.ServerTestCase):
 
         harness.wait_until(new_call_answered, 5, interval=0.3,
                            what="a call to get in after one ended")
+
+    def test_refusal_waits_for_a_client_still_sending(self):
+        """A client that goes on sending after the server has refused it (here 256 KiB
+        after its request, once the 503 has been written) still reads the 503: the master
+        half-closes and reads until the client stops, instead of closing with unread bytes,
+        which resets the connection (the client's send fails before it reads anything)."""
+        s = self.server(workers=1, workers_min_spare=0, workers_max=1)
+        self.start_call(s)
+        before = s.counter("busy_lingering")
+        sock = socket.create_connection(("127.0.0.1", s.media_port), timeout=5)
+        self.addCleanup(sock.close)
+        sock.sendall(b"POST /twilio/media HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 262144\r\n\r\n")
+        harness.wait_until(lambda: s.counter("calls_rejected_busy") >= 1, 5,
+                           what="the master to refuse the connection")
+        time.sleep(0.2)  # the 503 is out: an immediate close would have reset by now
+        sock.sendall(b"x" * 262144)
+        sock.shutdown(socket.SHUT_WR)
+        reply = harness.recv_until_eof(sock)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503"), reply[:80])
+        self.assertIn(b"Retry-After: 1", reply)
+        self.assertEqual(s.counter("busy_lingering"), before + 1)
+        self.assertTrue(s.alive())
 
     def test_wrong_call_token_is_refused(self):
         s = self.server(workers=2)

@@ -1,8 +1,9 @@
 /* Tests for the HTTP/1.1 server connection (common/httpd.c) on a real
  * event_base with loopback TCP: keep-alive and pipelining, 413, 431, bad
  * framing on the wire, request and idle timeouts, Expect: 100-continue, async
- * replies (also after the peer left), detach, a slow reader, and TLS with a
- * self-signed certificate made at test time. */
+ * replies (also after the peer left), detach, a slow reader, TLS with a
+ * self-signed certificate made at test time, and the lingering close of a
+ * refused connection (common/linger.c). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "common/httpd.h"
+#include "common/linger.h"
 #include "common/stats.h"
 #include "common/tls.h"
 #include "tests/unit/net_testutil.h"
@@ -398,6 +401,67 @@ static void test_tls(void **state)
     SSL_CTX_free(sctx);
 }
 
+/* Everything the peer sends until it closes (3 s at most). */
+static size_t recv_until_eof(int fd, char *buf, size_t cap)
+{
+    struct timeval tv = {3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    ssize_t n;
+    while (got < cap && (n = recv(fd, buf + got, cap - got, 0)) > 0) {
+        got += (size_t)n;
+    }
+    assert_true(n == 0); /* EOF, not a reset or the timeout */
+    return got;
+}
+
+/* Runs the loop until L holds WANT connections, for MS at most. */
+static void loop_until_lingering(vb_linger_t *l, int want, int ms)
+{
+    for (int t = 0; t < ms && vb_linger_count(l) != want; t += 10) {
+        event_base_loop(E.base, EVLOOP_NONBLOCK);
+        usleep(10000);
+    }
+    assert_int_equal(vb_linger_count(l), want);
+}
+
+static void test_linger(void **state)
+{
+    vb_linger_t *l = vb_linger_new(E.base, 1);
+    char buf[2048], junk[32768];
+    memset(junk, 'x', sizeof(junk));
+    int c1 = nt_connect(E.port), s1 = nt_accept(E.lfd);
+    int c2 = nt_connect(E.port), s2 = nt_accept(E.lfd);
+    vb_linger_busy(l, s1, "busy");
+    vb_linger_busy(l, s2, "busy"); /* over the cap of one: closed at once */
+    assert_int_equal(vb_linger_count(l), 1);
+    size_t n = recv_until_eof(c2, buf, sizeof(buf));
+    assert_true(n > 12 && memcmp(buf, "HTTP/1.1 503", 12) == 0);
+
+    /* The answer and a FIN come at once; what the client still sends is read and
+     * dropped, and the close waits for the client's. */
+    n = recv_until_eof(c1, buf, sizeof(buf));
+    assert_true(n > 12 && memcmp(buf, "HTTP/1.1 503", 12) == 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(send(c1, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+        event_base_loop(E.base, EVLOOP_NONBLOCK);
+    }
+    loop_until_lingering(l, 1, 100);
+    close(c1);
+    loop_until_lingering(l, 0, 1000);
+
+    /* A client that neither sends nor closes is let go after VB_LINGER_MS. */
+    int c3 = nt_connect(E.port), s3 = nt_accept(E.lfd);
+    vb_linger_busy(l, s3, "busy");
+    loop_until_lingering(l, 1, 100);
+    loop_until_lingering(l, 0, VB_LINGER_MS + 1000);
+    n = recv_until_eof(c3, buf, sizeof(buf));
+    assert_true(n > 12 && memcmp(buf, "HTTP/1.1 503", 12) == 0);
+    close(c2);
+    close(c3);
+    vb_linger_free(l);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as every role does: a closed peer is an error code */
@@ -415,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linger, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
