@@ -356,8 +356,10 @@ class DiskFull(harness.ServerTestCase):
         except OSError:
             pass
 
-    def disk_server(self, disk):
-        s = self.server(start=False, workers=2, workers_min_spare=1, workers_max=6)
+    def disk_server(self, disk, **overrides):
+        settings = dict(workers=2, workers_min_spare=1, workers_max=6)
+        settings.update(overrides)
+        s = self.server(start=False, **settings)
         s.state_dir = os.path.join(disk, "state")
         s.log_path = os.path.join(disk, "voxbridge.log")
         os.makedirs(s.state_dir)
@@ -423,6 +425,44 @@ class DiskFull(harness.ServerTestCase):
         cid = res2.per_call()[0]["call_id"]
         harness.wait_until(lambda: cid in records_by_call(s.spool())[1], 2,
                            what="the next call's call.ended in the spool")
+
+    def test_slot_reused_while_the_disk_stays_full_loses_no_record(self):
+        """The store acknowledges a slot only once its records are on disk; with the
+        disk full longer than the master waits for that (10 s), the master frees the slot
+        anyway and the next call takes it. Both calls' records reach the spool once
+        space is back, each once, the second not taken for a crash."""
+        disk = self.small_disk()
+        s = self.disk_server(disk, workers=1, workers_min_spare=0, workers_max=1, slots=1)
+        ballast = os.path.join(disk, "ballast")
+        fill_disk(ballast)
+        fill_slack(s.log_path)
+        first = s.callsim("--duration", 1, "--quiet", timeout=30)
+        self.assertCallsim(first, first.rc == 0, "a call on a full disk")
+        t_first = time.monotonic()
+
+        def answered():  # 503 until the master frees the slot (its log is on the disk too)
+            r = s.callsim("--duration", 1, "--quiet", timeout=30)
+            return [r] if r["answered"] == 1 else None
+        (second,) = harness.wait_until(answered, 20, interval=0.5,
+                                       what="the master to free the unacknowledged slot")
+        self.assertGreater(time.monotonic() - t_first, 9, "the slot was acknowledged?")
+        self.assertCallsim(second, second.rc == 0, "a call on the reused slot, disk still full")
+        ids = [first.per_call()[0]["call_id"], second.per_call()[0]["call_id"]]
+        self.assertNotEqual(ids[0], ids[1])
+        time.sleep(0.5)
+        os.unlink(ballast)
+
+        def written():
+            started, ended = records_by_call(s.spool())
+            return all(i in started and i in ended for i in ids)
+        harness.wait_until(written, 5, what="both calls' records in the spool")
+        time.sleep(0.5)  # a record written twice would show by now
+        started, ended = records_by_call(s.spool())
+        for i in ids:
+            self.assertEqual(len(ended[i]), 1, ended[i])
+            self.assertFalse(ended[i][0].get("failed"), ended[i][0])
+        self.assertEqual(s.counter("calls_failed"), 0)
+        self.assertEqual(s.counter("ring_drops"), 0)
 
 
 if __name__ == "__main__":
