@@ -283,14 +283,14 @@ void vb_cs_stream_tick(vb_cs_call_t *c, int64_t now)
         c->t0 + (int64_t)c->sent * VB_CS_TICK_US > now + TICK_SLACK_US) {
         return; /* not this call's phase */
     }
-    if (c->converse) {
-        /* The turn scheduler decides on what the caller has heard up to now. */
-        vb_cs_playout_advance(&c->play, timeline(c, now));
-    }
     /* The frame and the marks played by now leave in one segment, as the worker's frames
      * and marks do: one wake-up of the worker instead of two. */
     if (c->ws != NULL) {
         vb_ws_cork(c->ws);
+    }
+    if (c->converse) {
+        /* The turn scheduler decides on what the caller has heard up to now. */
+        vb_cs_playout_advance(&c->play, timeline(c, now));
     }
     while (c->state == VB_CS_STREAMING && !call_done(c) &&
            c->t0 + (int64_t)c->sent * VB_CS_TICK_US <= now + TICK_SLACK_US) {

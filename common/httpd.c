@@ -580,7 +580,8 @@ ssize_t vb_http_drain_fd(int fd, size_t max)
     char sink[4096];
     size_t total = 0;
     while (total < max) {
-        ssize_t r = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        size_t want = max - total < sizeof(sink) ? max - total : sizeof(sink);
+        ssize_t r = recv(fd, sink, want, MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             break; /* nothing more for now */
         }

@@ -32,7 +32,12 @@ static void child_close_master_state(vb_master_t *m, int keep_chan)
     if (m->spare_fd >= 0) {
         close(m->spare_fd);
     }
-    vb_linger_close_fds(m->linger); /* else a child keeps refused connections open */
+    /* Else a child keeps refused connections, or the one it is forked for, open:
+     * its close then sends no FIN and the socket lives as long as the child. */
+    vb_linger_close_fds(m->linger);
+    if (m->inflight_fd >= 0) {
+        close(m->inflight_fd);
+    }
     for (int i = 0; i < m->nchildren; i++) {
         if (m->children[i]->chan != keep_chan) {
             close(m->children[i]->chan);

@@ -114,11 +114,13 @@ static void dispatch_media(vb_master_t *m, int fd)
 
 void vb_master_dispatch(vb_master_t *m, int fd, int listener)
 {
+    m->inflight_fd = fd; /* a worker forked for this call closes its copy */
     if (listener == VB_LISTENER_MEDIA) {
         dispatch_media(m, fd);
     } else {
         dispatch_api(m, fd);
     }
+    m->inflight_fd = -1;
 }
 
 void vb_master_on_done(vb_master_t *m, vb_child_t *c, uint32_t slot, uint32_t gen, int failed)

@@ -304,6 +304,7 @@ static int setup(vb_master_t *m, vb_conf_t *conf)
     m->conf = conf;
     m->conf_gen = 1;
     m->listen_fd[0] = m->listen_fd[1] = -1;
+    m->inflight_fd = -1;
     m->base = event_base_new();
     if (m->base == NULL || vb_master_fit_fds(m) < 0) {
         return -1;

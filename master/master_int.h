@@ -39,6 +39,8 @@ struct vb_master {
     int spare_fd;        /* given up to answer 503 when accept() finds no free descriptor */
     int accept_paused;   /* listeners disabled until the next tick (no spare either) */
     vb_linger_t *linger; /* refused connections closing; NULL: closed at once */
+    int inflight_fd;     /* the connection being dispatched, -1: none (a child forked
+                            meanwhile must not keep it) */
     int stopping;        /* 1 graceful (SIGTERM), 2 fast (SIGQUIT) */
     double stop_deadline;
     struct event *tick_ev;

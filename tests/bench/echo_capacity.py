@@ -219,6 +219,8 @@ def main():
                     help="run each step N times and say in how many the bar was met "
                          "(near the knee one run decides nothing)")
     args = ap.parse_args()
+    if args.sim_procs < 1:
+        ap.error("--sim-procs must be at least 1")
     steps = [int(x) for x in args.steps.split(",")]
     tmp = tempfile.mkdtemp(prefix="vb-bench-")
     proc, api = start_server(args.build, tmp, args, max(steps))

@@ -168,8 +168,9 @@ def _tcp_sockets():
             yield lport, rport, int(f[3], 16), int(f[9])
 
 
-def _socket_inodes(pid):
-    inodes = set()
+def _socket_inode_list(pid):
+    """The socket inode of each of PID's descriptors (one entry per descriptor)."""
+    inodes = []
     try:
         fds = os.listdir("/proc/%d/fd" % pid)
     except OSError:
@@ -180,8 +181,12 @@ def _socket_inodes(pid):
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
+            inodes.append(int(target[8:-1]))
     return inodes
+
+
+def _socket_inodes(pid):
+    return set(_socket_inode_list(pid))
 
 
 TCP_ESTABLISHED = 1
@@ -529,6 +534,22 @@ class Server:
             ports = [socks[i] for i in _socket_inodes(pid) if i in socks]
             if ports:
                 out[pid] = ports
+        return out
+
+    def media_socket_fds(self):
+        """{pid: {inode: descriptors}} of the media workers' descriptors for sockets
+        accepted on the media listener, in any state (a connection the worker has
+        closed but still holds shows up as CLOSE_WAIT)."""
+        media = {inode for lport, _, _, inode in _tcp_sockets()
+                 if lport == self.media_port and inode}
+        out = {}
+        for pid in self.pids("worker"):
+            counts = {}
+            for inode in _socket_inode_list(pid):
+                if inode in media:
+                    counts[inode] = counts.get(inode, 0) + 1
+            if counts:
+                out[pid] = counts
         return out
 
     def worker_serving(self, client_port):

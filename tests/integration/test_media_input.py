@@ -103,6 +103,22 @@ class MediaInput(harness.ServerTestCase):
         harness.wait_until(new_call_answered, 5, interval=0.3,
                            what="a call to get in after one ended")
 
+    def test_worker_forked_for_a_call_holds_its_connection_once(self):
+        """With no idle worker the master forks one for the call in hand. The child must
+        not keep the master's descriptor of that connection: with two, its close at the
+        end of the call sends no FIN and the socket stays in the worker for its life."""
+        s = self.server(workers=1, workers_min_spare=0, workers_max=3)
+        a = self.start_call(s)
+        b = self.start_call(s)  # the one worker is busy: forked for this call
+        for pid, counts in s.media_socket_fds().items():
+            self.assertEqual(set(counts.values()), {1},
+                             "worker %d holds a connection twice: %s" % (pid, counts))
+        self.assertEqual(b.hangup(), 1000)
+        harness.wait_until(lambda: sum(len(c) for c in s.media_socket_fds().values()) == 1,
+                           5, what="the ended call's connection to leave its worker (%s)"
+                           % s.media_socket_fds())
+        self.assertEqual(a.hangup(), 1000)
+
     def test_refusal_waits_for_a_client_still_sending(self):
         """A client that goes on sending after the server has refused it (here 256 KiB
         after its request, once the 503 has been written) still reads the 503: the master
