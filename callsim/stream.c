@@ -183,7 +183,8 @@ void vb_cs_stream_open(vb_cs_call_t *c, int64_t now)
 {
     /* The playout queue is made here, not at start-up: only answered calls need one. */
     vb_cs_playout_cb_t cb = {.on_audio = on_played, .on_mark = on_mark_played, .arg = c};
-    c->t0 = vb_cs_sim_grid(c->sim, now) + (int64_t)(c->n % c->sim->o->phases) * VB_CS_PHASE_US(c->sim);
+    c->t0 = vb_cs_sim_grid(c->sim, now) +
+            (int64_t)(c->n % c->sim->o->phases) * VB_CS_PHASE_US(c->sim);
     send_text(c, msgbuf, vb_ms_build_connected(msgbuf, MSG_CAP));
     send_start(c);
     if (vb_cs_playout_init(&c->play, &cb) < 0) {
