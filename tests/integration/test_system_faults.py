@@ -117,10 +117,23 @@ def vmsize_kb(pid):
     raise harness.HarnessError("no VmSize for %d" % pid)
 
 
-def lowest_free_fd(pid):
+def open_fds(pid):
+    return {int(n) for n in os.listdir("/proc/%d/fd" % pid)}
+
+
+def lowest_free_fd(pid, settle=0.5, timeout=10):
     """RLIMIT_NOFILE bounds descriptor numbers: at this soft limit the process
-    can open nothing more (the fds it holds above it stay open)."""
-    used = {int(n) for n in os.listdir("/proc/%d/fd" % pid)}
+    can open nothing more (the fds it holds above it stay open). Taken once the
+    process's descriptors have stayed the same for SETTLE seconds: a connection
+    in hand (the harness's last health check) or a child starting would free a
+    lower one a moment later, and the limit would then let one more in."""
+    deadline = time.monotonic() + timeout
+    used, since = open_fds(pid), time.monotonic()
+    while time.monotonic() - since < settle and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = open_fds(pid)
+        if now != used:
+            used, since = now, time.monotonic()
     return min(set(range(len(used) + 1)) - used)
 
 
