@@ -27,13 +27,13 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "common/linger.h"
 #include "common/log.h"
 #include "common/stats.h"
 
 enum { C_READ, C_HANDLER, C_DONE };
 
 #define READ_HIGH_WATERMARK (64 * 1024)
-#define LINGER_TIMEOUT_S 2
 #define BUSY_DRAIN_BYTES (64 * 1024) /* what a refused client may have sent already */
 
 struct vb_http_conn {
@@ -110,7 +110,7 @@ static void linger_write_cb(struct bufferevent *bev, void *arg)
      * peer is not sent a RST for bytes it sent after our response. */
     shutdown(bufferevent_getfd(bev), SHUT_WR);
     bufferevent_setcb(bev, linger_read_cb, NULL, linger_event_cb, NULL);
-    struct timeval tv = {LINGER_TIMEOUT_S, 0};
+    struct timeval tv = {VB_LINGER_MS / 1000, 0};
     bufferevent_set_timeouts(bev, &tv, NULL);
     bufferevent_enable(bev, EV_READ);
 }

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -279,10 +278,16 @@ uint64_t vb_shm_last_beat(vb_shm_t *shm, int who)
     return atomic_load_explicit(&header(shm)->beat_ns[who], memory_order_relaxed);
 }
 
+/* Is a beat at LAST (monotonic ns) LIMIT_MS old or older? */
+static int beat_older(uint64_t last, uint64_t limit_ms)
+{
+    uint64_t now = vb_mono_ns();
+    return now > last && now - last >= limit_ms * 1000000ull;
+}
+
 int vb_shm_beat_stale(vb_shm_t *shm, int who, uint64_t limit_ms)
 {
-    uint64_t now = vb_mono_ns(), last = vb_shm_last_beat(shm, who);
-    return now > last && now - last >= limit_ms * 1000000ull;
+    return beat_older(vb_shm_last_beat(shm, who), limit_ms);
 }
 
 void vb_shm_beat_ahead(vb_shm_t *shm, int who, uint64_t grace_ms)
@@ -383,9 +388,12 @@ void vb_slot_worker_beat(vb_slot_t *s)
 int vb_slot_worker_stale(const vb_slot_t *s, uint64_t limit_ms)
 {
     uint64_t last = atomic_load_explicit(&s->worker_beat_ns, memory_order_relaxed);
-    uint64_t now = vb_mono_ns();
-    return vb_slot_state(s) == VB_SLOT_ACTIVE && last != 0 && now > last &&
-           now - last >= limit_ms * 1000000ull;
+    return vb_slot_state(s) == VB_SLOT_ACTIVE && last != 0 && beat_older(last, limit_ms);
+}
+
+uint64_t vb_slot_age_ms(const vb_slot_t *s)
+{
+    return s->start_mono_ns != 0 ? (vb_mono_ns() - s->start_mono_ns) / 1000000u : 0;
 }
 
 int vb_slot_end(vb_slot_t *s)

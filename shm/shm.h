@@ -84,6 +84,9 @@ int vb_slot_activate(vb_slot_t *s);
 void vb_slot_worker_beat(vb_slot_t *s);
 /* Master: 1 when S is ACTIVE and its worker has not beaten for LIMIT_MS or more. */
 int vb_slot_worker_stale(const vb_slot_t *s, uint64_t limit_ms);
+/* How long the call in S has lasted, on the monotonic clock (a wall-clock step does
+ * not move it): the call's length at its end. 0 before vb_slot_activate. */
+uint64_t vb_slot_age_ms(const vb_slot_t *s);
 /* Worker: ASSIGNED/ACTIVE → ENDING (release). 0, or -ESTALE otherwise. */
 int vb_slot_end(vb_slot_t *s);
 /* Master, after reaping the worker: → DEAD, then bump gen (release) so that

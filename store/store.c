@@ -147,7 +147,7 @@ static void record_failure(store_t *st, vb_slot_t *s)
                      "\"media worker crashed\",\"failed\":true,\"duration_ms\":%llu,"
                      "\"frames_in\":%llu,\"frames_out\":%llu}\n",
                      (unsigned long long)vb_wall_ns(), s->call_id,
-                     (unsigned long long)((vb_mono_ns() - s->start_mono_ns) / 1000000u),
+                     (unsigned long long)vb_slot_age_ms(s),
                      (unsigned long long)atomic_load(&s->frames_in),
                      (unsigned long long)atomic_load(&s->frames_out));
     add_line(st, line, (size_t)n);

@@ -70,7 +70,7 @@ static void call_finish(vb_call_t *call)
                  "\"frames_out\":%llu,\"underruns\":%llu,\"late_frames\":%llu,"
                  "\"bad_messages\":%llu",
                  call->end_reason[0] ? call->end_reason : "hangup",
-                 (unsigned long long)((vb_now_ns() - s->start_mono_ns) / 1000000u),
+                 (unsigned long long)vb_slot_age_ms(s),
                  (unsigned long long)atomic_load(&s->frames_in),
                  (unsigned long long)atomic_load(&s->frames_out),
                  (unsigned long long)atomic_load(&s->underruns),

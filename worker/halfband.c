@@ -20,7 +20,9 @@ static double bessel_i0(double x)
     return sum;
 }
 
-void vb_hb_taps(vb_hb_taps_t *t, int32_t gain)
+/* The taps for GAIN (Q14): the upsampler's are 2.0 (it fills zeros between the samples),
+ * the downsampler's 1.0. */
+static void hb_taps(vb_hb_taps_t *t, int32_t gain)
 {
     double c[VB_HB_SIDE], sum = 0;
     for (int j = 1; j <= VB_HB_SIDE; j++) {
@@ -59,7 +61,7 @@ static int16_t q14_to_sample(int32_t acc)
 void vb_hb_up_init(vb_hb_up_t *s)
 {
     memset(s->buf, 0, sizeof(s->buf));
-    vb_hb_taps(&s->t, 2 * VB_HB_ONE);
+    hb_taps(&s->t, 2 * VB_HB_ONE);
 }
 
 void vb_hb_up(vb_hb_up_t *s, const int16_t *in, unsigned n, int16_t *out)
@@ -80,7 +82,7 @@ void vb_hb_down_init(vb_hb_down_t *s)
 {
     memset(s->even, 0, sizeof(s->even));
     memset(s->odd, 0, sizeof(s->odd));
-    vb_hb_taps(&s->t, VB_HB_ONE);
+    hb_taps(&s->t, VB_HB_ONE);
 }
 
 void vb_hb_down(vb_hb_down_t *s, const int16_t *in, unsigned n, int16_t *out)

@@ -8,7 +8,8 @@
  * per sample up and 96 down, where this filter needs 15 and 15 for a flatter band (0.01
  * dB to 3.3 kHz against 0.5) and images 62 dB down from 4.6 kHz. Under load speexdsp's
  * resampler was 12 % of both cores at 400 echo calls; see docs/benchmarks.md. The delay
- * is also shorter: 1.9 and 1.75 ms against 3 and 3.
+ * is also shorter: 1.9 and 1.75 ms (15 samples at 8 kHz up, 28 at 16 kHz down) against 3
+ * and 3.
  * 15 taps a side, not fewer: the offline recogniser (pocketsphinx on phone audio) is
  * sensitive to the band edge; with 13 it missed an utterance of tests/unit/test_stt_local
  * that speexdsp's filter let through. The steep edge sits at 4 kHz (-6 dB there).
@@ -45,10 +46,6 @@ typedef struct {
     vb_hb_taps_t t;
 } vb_hb_down_t;
 
-/* The taps for GAIN (Q14): the upsampler's are 2.0 (it fills zeros between the samples),
- * the downsampler's 1.0. */
-void vb_hb_taps(vb_hb_taps_t *t, int32_t gain);
-
 void vb_hb_up_init(vb_hb_up_t *s);
 /* N (at most VB_HB_MAX_IN) samples in, 2N out. */
 void vb_hb_up(vb_hb_up_t *s, const int16_t *in, unsigned n, int16_t *out);
@@ -56,9 +53,5 @@ void vb_hb_up(vb_hb_up_t *s, const int16_t *in, unsigned n, int16_t *out);
 void vb_hb_down_init(vb_hb_down_t *s);
 /* 2N samples in (N at most VB_HB_MAX_IN), N out. */
 void vb_hb_down(vb_hb_down_t *s, const int16_t *in, unsigned n, int16_t *out);
-
-/* Delay in samples of each side's input (8 kHz up, 16 kHz down). */
-#define VB_HB_UP_DELAY VB_HB_SIDE
-#define VB_HB_DOWN_DELAY (2 * (VB_HB_SIDE - 1))
 
 #endif
